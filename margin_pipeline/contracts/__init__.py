@@ -1,0 +1,1 @@
+"""The external interface: feed formats, validation rules and the settlement-period calendar."""

@@ -1,0 +1,10 @@
+"""Delta Lake I/O behind one interface: delta-rs embedded, delta-spark on clusters."""
+
+from margin_pipeline.store.base import (
+    DeltaStore,
+    MergeOutcome,
+    StaleWatermarkError,
+    TableSpec,
+)
+
+__all__ = ["DeltaStore", "MergeOutcome", "StaleWatermarkError", "TableSpec"]

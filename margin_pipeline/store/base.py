@@ -1,0 +1,151 @@
+"""The store interface every layer above uses for Delta I/O.
+
+Two implementations share it: :class:`~margin_pipeline.store.delta_rs.DeltaRsStore`
+(the embedded default: delta-rs, no Delta jars) and
+:class:`~margin_pipeline.store.delta_spark.DeltaSparkStore` (native Delta on a
+cluster). Reads return Spark DataFrames so the transformations are engine-agnostic.
+
+Writes go through one primitive, :meth:`DeltaStore.merge`: the source holds the
+desired rows of some keys plus *tombstones* (``_delete = true``) for keys to remove.
+Only rows whose values really differ are rewritten, so a replay emits no
+change-feed rows.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+DELETE_FLAG = "_delete"
+CHANGE_TYPE = "_change_type"
+COMMIT_VERSION = "_commit_version"
+#: Every table the pipeline writes has a change feed; MERGE/DELETE only, never overwrite.
+TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+#: Two doubles closer than this are "the same value" (contract tolerance is 1e-6 GBP per row).
+FLOAT_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table's identity: where it lives under the lake, its schema, key and layout."""
+
+    name: str  # path under the lake root, e.g. "substrate/prices" or "gold/hh_margin"
+    schema: pa.Schema
+    key: tuple[str, ...]
+    partition_by: tuple[str, ...] = ()
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        return tuple(n for n in self.schema.names if n not in self.key)
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What one MERGE did. ``version`` is the table version after it (unchanged on a no-op)."""
+
+    version: int
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+
+class StaleWatermarkError(RuntimeError):
+    """The change feed from a watermark is no longer readable (history vacuumed or truncated)."""
+
+
+class DeltaStore(dg.ConfigurableResource):
+    """Delta I/O for the pipeline, rooted at one lake folder."""
+
+    lake_root: str
+
+    @abstractmethod
+    def version(self, spec: TableSpec) -> int | None:
+        """Current version, or None when the table does not exist yet."""
+
+    @abstractmethod
+    def ensure_table(self, spec: TableSpec) -> int:
+        """Create the table empty (change feed on) if missing; return its version."""
+
+    @abstractmethod
+    def read(
+        self, spark: SparkSession, spec: TableSpec, version: int | None = None, where: str | None = None
+    ) -> DataFrame:
+        """Snapshot at ``version`` (latest if None). ``where`` is a SQL predicate on partition
+        columns used to prune files; callers still filter rows themselves."""
+
+    @abstractmethod
+    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> DataFrame:
+        """Change-feed rows of versions ``(after, up_to]`` with ``_change_type`` and
+        ``_commit_version``. Raises :class:`StaleWatermarkError` when that range is gone."""
+
+    @abstractmethod
+    def merge(
+        self, spec: TableSpec, source: DataFrame | pa.Table, commit_info: dict[str, str] | None = None
+    ) -> MergeOutcome:
+        """Apply desired rows and tombstones (``_delete``) by key, rewriting only changed rows."""
+
+    @abstractmethod
+    def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commit history, newest first."""
+
+    @abstractmethod
+    def restore(self, spec: TableSpec, version: int) -> None:
+        """Restore the table to an earlier version (a new commit)."""
+
+
+def merge_predicates(spec: TableSpec, *, source: str = "s", target: str = "t") -> dict[str, str]:
+    """SQL for the MERGE both engines run: join on key, delete tombstones, update when a
+    value differs (doubles beyond :data:`FLOAT_TOLERANCE`), insert new non-tombstones.
+
+    The text is valid in DataFusion (delta-rs) and Spark SQL alike.
+    """
+    join = " AND ".join(f"{target}.{k} = {source}.{k}" for k in spec.key)
+    differs = []
+    for name in spec.value_columns:
+        typ = spec.schema.field(name).type
+        t, s = f"{target}.{name}", f"{source}.{name}"
+        if pa.types.is_floating(typ):
+            differs.append(f"(({t} IS NULL) <> ({s} IS NULL) OR abs({t} - {s}) > {FLOAT_TOLERANCE})")
+        else:
+            differs.append(f"({t} IS DISTINCT FROM {s})")
+    return {
+        "join": join,
+        "delete": f"{source}.{DELETE_FLAG}",
+        "update": f"NOT {source}.{DELETE_FLAG} AND ({' OR '.join(differs) or 'false'})",
+        "insert": f"NOT {source}.{DELETE_FLAG}",
+    }
+
+
+def merge_source_schema(spec: TableSpec) -> pa.Schema:
+    """Schema of a merge source: the table's columns (nullable, tombstones carry no values) + ``_delete``."""
+    fields = [f.with_nullable(True) for f in spec.schema]
+    return pa.schema([*fields, pa.field(DELETE_FLAG, pa.bool_(), nullable=False)])
+
+
+def tombstones(keys: pa.Table, spec: TableSpec) -> pa.Table:
+    """Merge source rows that delete ``keys`` (value columns left null)."""
+    columns = [
+        keys.column(f.name).cast(f.type) if f.name in spec.key else pa.nulls(keys.num_rows, f.type)
+        for f in spec.schema
+    ]
+    flag = pa.array([True] * keys.num_rows, pa.bool_())
+    return pa.Table.from_arrays([*columns, flag], schema=merge_source_schema(spec))
+
+
+def with_delete_flag(table: pa.Table, spec: TableSpec, delete: bool) -> pa.Table:
+    """Shape ``table`` as merge source rows in ``spec``'s schema order, flagged delete or not."""
+    cols = [table.column(n).cast(spec.schema.field(n).type) for n in spec.schema.names]
+    flag = pa.array([delete] * table.num_rows, pa.bool_())
+    return pa.Table.from_arrays([*cols, flag], schema=merge_source_schema(spec))

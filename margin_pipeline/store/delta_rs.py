@@ -1,0 +1,208 @@
+"""The embedded store: delta-rs for all Delta I/O, local PySpark for compute.
+
+Needs no Delta jars. Snapshots are read by handing the active files of a version
+to Spark's parquet reader; the change feed comes from ``DeltaTable.load_cdf``;
+writes go Spark -> Arrow -> delta-rs MERGE.
+
+delta-rs panics in forked children: anything that calls it must run in the main
+process or a spawned one (Dagster's multiprocess executor spawns).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from margin_pipeline.store.base import (
+    TABLE_PROPERTIES,
+    DeltaStore,
+    MergeOutcome,
+    StaleWatermarkError,
+    TableSpec,
+    merge_predicates,
+    merge_source_schema,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+#: Concurrent writers to one table lose the optimistic-concurrency race now and then.
+COMMIT_ATTEMPTS = 5
+
+
+def spark_safe(table: pa.Table) -> pa.Table:
+    """Cast Arrow types Spark cannot ingest (string_view, uint64 from delta-rs) to ones it can."""
+    fields = []
+    for f in table.schema:
+        typ = f.type
+        if pa.types.is_string_view(typ) or pa.types.is_large_string(typ):
+            typ = pa.string()
+        elif pa.types.is_unsigned_integer(typ):
+            typ = pa.int64()
+        fields.append(pa.field(f.name, typ, f.nullable))
+    return table.cast(pa.schema(fields))
+
+
+def arrow_to_spark(spark: SparkSession, table: pa.Table) -> DataFrame:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    table = spark_safe(table)
+    if table.num_rows == 0:
+        return spark.createDataFrame([], from_arrow_schema(table.schema))
+    return spark.createDataFrame(table)
+
+
+class DeltaRsStore(DeltaStore):
+    """Delta tables on a local (or fsspec/object-store) path, written by delta-rs."""
+
+    def uri(self, spec: TableSpec) -> str:
+        return str(Path(self.lake_root) / spec.name)
+
+    def table(self, spec: TableSpec, version: int | None = None) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri(spec), version=version)
+        except TableNotFoundError:
+            return None
+
+    def version(self, spec: TableSpec) -> int | None:
+        table = self.table(spec)
+        return None if table is None else table.version()
+
+    def ensure_table(self, spec: TableSpec) -> int:
+        table = self.table(spec)
+        if table is not None:
+            return table.version()
+        Path(self.uri(spec)).mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            self.uri(spec),
+            spec.schema.empty_table(),
+            partition_by=list(spec.partition_by) or None,
+            mode="ignore",
+            configuration=TABLE_PROPERTIES,
+        )
+        return DeltaTable(self.uri(spec)).version()
+
+    def files(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> list[str]:
+        table = self._existing(spec, version)
+        return table.file_uris(file_pruning_predicate=where) if where else table.file_uris()
+
+    def read_arrow(
+        self,
+        spec: TableSpec,
+        version: int | None = None,
+        where: str | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """Snapshot as Arrow, without Spark (ingest and control tables use this)."""
+        dataset = self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
+        names = columns or list(spec.schema.names)
+        return spark_safe(dataset.to_table(columns=names)).cast(
+            pa.schema([spec.schema.field(c) for c in names])
+        )
+
+    def read(
+        self, spark: SparkSession, spec: TableSpec, version: int | None = None, where: str | None = None
+    ) -> DataFrame:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        schema = from_arrow_schema(spec.schema)
+        files = self.files(spec, version, where)
+        if not files:
+            return spark.createDataFrame([], schema)
+        reader = spark.read.schema(schema)
+        if spec.partition_by:
+            reader = reader.option("basePath", self.uri(spec))
+        return reader.parquet(*files).select(*spec.schema.names)
+
+    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> DataFrame:
+        return arrow_to_spark(spark, self.read_changes_arrow(spec, after, up_to))
+
+    def read_changes_arrow(self, spec: TableSpec, after: int, up_to: int) -> pa.Table:
+        table = self._existing(spec)
+        if up_to <= after:
+            empty = spec.schema.empty_table()
+            return empty.append_column("_change_type", pa.array([], pa.string())).append_column(
+                "_commit_version", pa.array([], pa.int64())
+            )
+        try:
+            reader = table.load_cdf(starting_version=after + 1, ending_version=up_to)
+            changes = pa.RecordBatchReader.from_stream(reader).read_all()
+        except (DeltaError, OSError) as exc:
+            raise StaleWatermarkError(
+                f"change feed of {spec.name} for versions ({after}, {up_to}] is not readable: {exc}"
+            ) from exc
+        changes = spark_safe(changes)
+        keep = [*spec.schema.names, "_change_type", "_commit_version"]
+        return changes.select(keep).cast(
+            pa.schema(
+                [*spec.schema, pa.field("_change_type", pa.string()), pa.field("_commit_version", pa.int64())]
+            )
+        )
+
+    def merge(
+        self, spec: TableSpec, source: DataFrame | pa.Table, commit_info: dict[str, str] | None = None
+    ) -> MergeOutcome:
+        rows = source if isinstance(source, pa.Table) else source.toArrow()
+        rows = rows.select(merge_source_schema(spec).names).cast(merge_source_schema(spec))
+        self.ensure_table(spec)
+        if rows.num_rows == 0:
+            return MergeOutcome(version=self.version(spec) or 0)
+        sql = merge_predicates(spec)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            table = self._existing(spec)
+            try:
+                metrics = (
+                    table.merge(
+                        rows,
+                        predicate=sql["join"],
+                        source_alias="s",
+                        target_alias="t",
+                        commit_properties=CommitProperties(custom_metadata=commit_info)
+                        if commit_info
+                        else None,
+                    )
+                    .when_matched_delete(predicate=sql["delete"])
+                    .when_matched_update(
+                        updates={c: f"s.{c}" for c in spec.value_columns}, predicate=sql["update"]
+                    )
+                    .when_not_matched_insert(
+                        updates={c: f"s.{c}" for c in spec.schema.names}, predicate=sql["insert"]
+                    )
+                    .execute()
+                )
+                break
+            except CommitFailedError:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        table = self._existing(spec)
+        return MergeOutcome(
+            version=table.version(),
+            inserted=metrics["num_target_rows_inserted"],
+            updated=metrics["num_target_rows_updated"],
+            deleted=metrics["num_target_rows_deleted"],
+            metrics=metrics,
+        )
+
+    def row_count(self, spec: TableSpec) -> int:
+        """Rows in the current snapshot, from the log's file statistics (no data read)."""
+        actions = pa.table(self._existing(spec).get_add_actions(flatten=True))
+        return int(pa.compute.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
+
+    def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._existing(spec).history(limit)
+
+    def restore(self, spec: TableSpec, version: int) -> None:
+        self._existing(spec).restore(version)
+
+    def _existing(self, spec: TableSpec, version: int | None = None) -> DeltaTable:
+        table = self.table(spec, version)
+        if table is None:
+            raise FileNotFoundError(f"Delta table {spec.name} does not exist under {self.lake_root}")
+        return table

@@ -1,0 +1,1 @@
+"""Landing files -> substrate Delta tables (change feed on), per contracts.md."""

@@ -1,0 +1,107 @@
+"""The substrate tables as software-defined assets, materialized by the ingest job."""
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from margin_pipeline.settings import DataRoot
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.substrate.ingest import IngestReport, ingest, pending_files
+from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER, SUBSTRATE
+
+SUBSTRATE_GROUP = "substrate"
+
+DESCRIPTIONS = {
+    "metering_points": "Metering points: GSP group and line loss factor per MPAN core (upsert on mpan_core).",
+    "tariffs": "Tariffs and their billing grain, HH or MONTHLY (upsert on tariff_code).",
+    "tariff_rates": "Unit rates and standing charges incl. VAT per tariff and GSP group, UTC validity.",
+    "supply_agreements": "Which account supplies which MPAN on which tariff, inclusive local dates.",
+    "charges": "Non-energy charges (GBP/MWh, p/kWh, p/day) per GSP group, optionally time-banded.",
+    "prices": "Wholesale price per settlement period; one run per date, replaced by later runs.",
+    "settlement_volumes": "Half-hourly metered kWh per MPAN; each date held at its latest settlement run.",
+}
+
+
+def substrate_key(feed: str) -> dg.AssetKey:
+    return dg.AssetKey(["substrate", feed])
+
+
+class IngestConfig(dg.Config):
+    files: list[str] = Field(
+        default_factory=list,
+        description="Files to ingest, relative to landing/ (e.g. 'prices/2025-10-02_01_prices.csv'). "
+        "Empty: everything pending in landing.",
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            substrate_key(feed),
+            group_name=SUBSTRATE_GROUP,
+            description=DESCRIPTIONS[feed],
+            skippable=True,
+            kinds={"delta", "python"},
+            metadata={"dagster/table_name": SUBSTRATE[feed].name, "key": ", ".join(SUBSTRATE[feed].key)},
+        )
+        for feed in INGEST_ORDER
+    ],
+    can_subset=False,
+    pool="ingest",
+)
+def ingest_landing(
+    context: dg.AssetExecutionContext, config: IngestConfig, data_root: DataRoot, store: DeltaRsStore
+):
+    """Validate landing files and apply them to the substrate, one Delta commit per file.
+
+    Each table that changed is materialized with its new Delta version, row count
+    and the change-feed rows this run wrote. Rejected files go to quarantine and
+    are reported; they do not fail the run (other files in the batch still apply).
+    """
+    files = [data_root.landing / f for f in config.files] if config.files else pending_files(data_root)
+    report = ingest(data_root, store, files, run_id=context.run_id)
+    for feed in INGEST_ORDER:
+        outcomes = report.by_feed(feed)
+        applied = [o.applied for o in outcomes if o.applied is not None]
+        changed = [a for a in applied if a.outcome.changed]
+        if not changed:
+            continue
+        spec = SUBSTRATE[feed]
+        yield dg.MaterializeResult(
+            asset_key=substrate_key(feed),
+            metadata={
+                "delta_version": store.version(spec),
+                "dagster/row_count": store.row_count(spec),
+                "change_feed_rows": sum(
+                    a.outcome.inserted + 2 * a.outcome.updated + a.outcome.deleted for a in changed
+                ),
+                "rows_inserted": sum(a.outcome.inserted for a in changed),
+                "rows_updated": sum(a.outcome.updated for a in changed),
+                "rows_deleted": sum(a.outcome.deleted for a in changed),
+                "files": dg.MetadataValue.md("\n".join(f"- {o.file}: {o.status}" for o in outcomes)),
+                "stale_publications": ", ".join(s for a in applied for s in a.stale) or "none",
+            },
+        )
+    _report(context, report)
+
+
+def _report(context: dg.AssetExecutionContext, report: IngestReport) -> None:
+    counts: dict[str, int] = {}
+    for outcome in report.files:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    context.log.info(
+        f"ingest: {len(report.files)} file(s): {counts or 'none pending'}; log in lake/{INGEST_LOG.name}"
+    )
+    for outcome in report.rejected:
+        context.log.warning(
+            f"REJECTED {outcome.rejection}; moved to {Path(outcome.moved_to)}, nothing applied"
+        )
+
+
+ingest_job = dg.define_asset_job(
+    "ingest",
+    selection=dg.AssetSelection.groups(SUBSTRATE_GROUP),
+    description="Apply landing files to the substrate Delta tables (launched by landing_sensor).",
+    tags={"margin_pipeline/stream": "ingest"},
+)
