@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 from pathlib import Path
 
-from margin_pipeline.settings import DataRoot, default_root, prepare_dagster_home
+from margin_pipeline.settings import REPO_ROOT, DataRoot, default_root, prepare_dagster_home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("run", help="ingest what is in landing, then run everything downstream")
     sub.add_parser("summary", help="print what the lake holds")
+    ui = sub.add_parser("ui", help="serve the Dagster UI (dagster dev) on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
 
     args = parser.parse_args(argv)
     root = (args.root or default_root()).resolve()
@@ -43,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return _generate(root, args)
     if args.command == "run":
         return _run(root)
+    if args.command == "ui":
+        prepare_dagster_home(root)
+        workspace = str(REPO_ROOT / "workspace.yaml")
+        dagster = str(Path(sys.executable).parent / "dagster")
+        command = [dagster, "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", workspace]
+        os.execvp(command[0], command)
     print(render_summary(DataRoot(root=str(root))))
     return 0
 

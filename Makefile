@@ -1,0 +1,39 @@
+# margin_pipeline — every command sets itself up from a fresh clone.
+#   make demo   generate 200 meters x 30 days, ingest, run the chain, print the summary
+#   make test   the test suite (what CI runs)
+#   make ui     the Dagster UI on http://127.0.0.1:3000
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export MARGIN_PIPELINE_ROOT ?= $(CURDIR)/.margin
+
+.PHONY: install demo test ui lint bench clean-data
+.DEFAULT_GOAL := demo
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/margin-pipeline generate --meters 200 --days 30 --seed 7
+	$(BIN)/margin-pipeline run
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check margin_pipeline margin_pipeline_tests benchmarks
+	$(BIN)/ruff format --check margin_pipeline margin_pipeline_tests benchmarks
+
+ui: install
+	$(BIN)/margin-pipeline ui
+
+bench: install
+	$(BIN)/python -m benchmarks.ingest_throughput
+
+clean-data:
+	rm -rf $(MARGIN_PIPELINE_ROOT)

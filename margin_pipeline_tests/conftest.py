@@ -1,0 +1,61 @@
+"""Shared fixtures: a fresh data root per test, the embedded store, one Spark session per run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from margin_pipeline.settings import DataRoot
+from margin_pipeline.store.delta_rs import DeltaRsStore
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> DataRoot:
+    return DataRoot(root=str(tmp_path / "margin"))
+
+
+@pytest.fixture
+def store(data_root: DataRoot) -> DeltaRsStore:
+    return DeltaRsStore(lake_root=str(data_root.lake))
+
+
+Drop = Callable[[str, str, str], Path]
+
+
+@pytest.fixture
+def drop(data_root: DataRoot) -> Drop:
+    """Write a landing file ``landing/<feed>/<name>`` with ``text`` and return its path."""
+
+    def _drop(feed: str, name: str, text: str) -> Path:
+        folder = data_root.landing / feed
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _drop
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Spark session for the whole test run (~5 s to start, ~1.6 GB)."""
+    from margin_pipeline.java import require_java
+
+    require_java()
+    from pyspark.sql import SparkSession
+
+    from margin_pipeline.resources import LOCAL_SPARK_CONFIG
+    from margin_pipeline.store.delta_spark import DELTA_SESSION_CONFIG, delta_jars
+
+    config = {**LOCAL_SPARK_CONFIG, "spark.sql.shuffle.partitions": "2"}
+    if delta_jars():  # the delta-spark store's tests run only where the jars are on the classpath
+        config.update(DELTA_SESSION_CONFIG, **{"spark.jars": ",".join(delta_jars())})
+    builder = SparkSession.builder
+    for key, value in config.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -1,0 +1,148 @@
+"""The store contract, run against every implementation.
+
+delta-rs runs everywhere. delta-spark runs only where the Delta jars are on the
+classpath (set MARGIN_PIPELINE_DELTA_JARS); elsewhere it is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from margin_pipeline.store import DeltaStore, MergeOutcome, StaleWatermarkError, TableSpec
+from margin_pipeline.store.base import tombstones, with_delete_flag
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.delta_spark import DELTA_JARS_ENV, DeltaSparkStore, delta_jars
+
+SPEC = TableSpec(
+    name="test/readings",
+    schema=pa.schema(
+        [
+            pa.field("meter", pa.string(), nullable=False),
+            pa.field("day", pa.date32(), nullable=False),
+            pa.field("kwh", pa.float64()),
+            pa.field("note", pa.string()),
+        ]
+    ),
+    key=("meter", "day"),
+    partition_by=("day",),
+)
+D1, D2 = dt.date(2025, 10, 1), dt.date(2025, 10, 2)
+
+
+def rows(*records: tuple[str, dt.date, float | None, str | None]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [dict(zip(SPEC.schema.names, r, strict=True)) for r in records], schema=SPEC.schema
+    )
+
+
+def upsert(*records: tuple[str, dt.date, float | None, str | None]) -> pa.Table:
+    return with_delete_flag(rows(*records), SPEC, delete=False)
+
+
+@pytest.fixture(params=["delta_rs", "delta_spark"])
+def impl(request: pytest.FixtureRequest, tmp_path: Path, spark) -> DeltaStore:
+    if request.param == "delta_rs":
+        return DeltaRsStore(lake_root=str(tmp_path / "lake"))
+    if not delta_jars():
+        pytest.skip(f"Delta jars not on the classpath (Maven-only; set {DELTA_JARS_ENV} to run these)")
+    return DeltaSparkStore(lake_root=str(tmp_path / "lake"))
+
+
+def snapshot(store: DeltaStore, spark, version: int | None = None) -> dict[tuple[str, dt.date], tuple]:
+    frame = store.read(spark, SPEC, version=version)
+    return {(r.meter, r.day): (r.kwh, r.note) for r in frame.collect()}
+
+
+def change_rows(store: DeltaStore, spark, after: int, up_to: int) -> list[tuple[str, str, dt.date, float]]:
+    frame = store.read_changes(spark, SPEC, after, up_to)
+    return sorted((r._change_type, r.meter, r.day, r.kwh) for r in frame.collect())
+
+
+def test_missing_table_has_no_version(impl: DeltaStore) -> None:
+    assert impl.version(SPEC) is None
+
+
+def test_ensure_table_creates_empty_table_with_change_feed(impl: DeltaStore, spark) -> None:
+    version = impl.ensure_table(SPEC)
+    assert impl.ensure_table(SPEC) == version  # idempotent
+    assert snapshot(impl, spark) == {}
+    assert impl.read(spark, SPEC).columns == SPEC.schema.names
+
+
+def test_merge_inserts_updates_only_changed_rows_and_deletes_tombstones(impl: DeltaStore, spark) -> None:
+    first = impl.merge(SPEC, upsert(("a", D1, 1.0, "x"), ("b", D1, 2.0, None), ("c", D2, 3.0, "z")))
+    assert (first.inserted, first.updated, first.deleted) == (3, 0, 0)
+
+    # "a" unchanged, "b" within float tolerance (not a change), "c" changed, "d" new.
+    second = impl.merge(
+        SPEC,
+        upsert(("a", D1, 1.0, "x"), ("b", D1, 2.0 + 1e-12, None), ("c", D2, 3.5, "z"), ("d", D2, 4.0, None)),
+    )
+    assert (second.inserted, second.updated, second.deleted) == (1, 1, 0)
+    assert change_rows(impl, spark, first.version, second.version) == [
+        ("insert", "d", D2, 4.0),
+        ("update_postimage", "c", D2, 3.5),
+        ("update_preimage", "c", D2, 3.0),
+    ]
+
+    keys = pa.table({"meter": ["a", "zz"], "day": pa.array([D1, D1], pa.date32())})
+    third = impl.merge(SPEC, tombstones(keys, SPEC))
+    assert (third.inserted, third.updated, third.deleted) == (0, 0, 1)
+    assert snapshot(impl, spark) == {("b", D1): (2.0, None), ("c", D2): (3.5, "z"), ("d", D2): (4.0, None)}
+
+
+def test_null_to_value_is_a_change(impl: DeltaStore, spark) -> None:
+    impl.merge(SPEC, upsert(("a", D1, None, None)))
+    outcome = impl.merge(SPEC, upsert(("a", D1, 1.0, "now known")))
+    assert outcome.updated == 1
+    assert snapshot(impl, spark) == {("a", D1): (1.0, "now known")}
+
+
+def test_replaying_a_merge_writes_nothing(impl: DeltaStore, spark) -> None:
+    source = upsert(("a", D1, 1.0, "x"), ("b", D2, 2.0, "y"))
+    first = impl.merge(SPEC, source)
+    replay = impl.merge(SPEC, source)
+    assert replay == MergeOutcome(version=first.version)
+    assert change_rows(impl, spark, first.version, impl.version(SPEC)) == []
+
+
+def test_snapshot_at_a_version_and_partition_pruned_read(impl: DeltaStore, spark) -> None:
+    v1 = impl.merge(SPEC, upsert(("a", D1, 1.0, None), ("b", D2, 2.0, None))).version
+    impl.merge(SPEC, upsert(("a", D1, 9.0, None)))
+    assert snapshot(impl, spark, version=v1) == {("a", D1): (1.0, None), ("b", D2): (2.0, None)}
+    pruned = impl.read(spark, SPEC, where="day = '2025-10-02'").where("day = '2025-10-02'")
+    assert [(r.meter, r.kwh) for r in pruned.collect()] == [("b", 2.0)]
+
+
+def test_change_feed_of_an_empty_range_is_empty(impl: DeltaStore, spark) -> None:
+    version = impl.merge(SPEC, upsert(("a", D1, 1.0, None))).version
+    assert change_rows(impl, spark, version, version) == []
+    assert set(impl.read_changes(spark, SPEC, version, version).columns) >= {
+        "_change_type",
+        "_commit_version",
+    }
+
+
+def test_change_feed_beyond_the_table_is_a_stale_watermark(impl: DeltaStore, spark) -> None:
+    version = impl.merge(SPEC, upsert(("a", D1, 1.0, None))).version
+    with pytest.raises(StaleWatermarkError):
+        impl.read_changes(spark, SPEC, version + 5, version + 7).collect()
+
+
+def test_history_and_restore(impl: DeltaStore, spark) -> None:
+    good = impl.merge(SPEC, upsert(("a", D1, 1.0, None))).version
+    impl.merge(SPEC, upsert(("a", D1, 666.0, "bad batch"), ("b", D1, 1.0, None)))
+    impl.restore(SPEC, good)
+    assert snapshot(impl, spark) == {("a", D1): (1.0, None)}
+    history = impl.history(SPEC)
+    assert len(history) >= 3
+    assert "RESTORE" in str(history[0]).upper()
+
+
+def test_commit_info_is_recorded(impl: DeltaStore) -> None:
+    impl.merge(SPEC, upsert(("a", D1, 1.0, None)), commit_info={"margin_pipeline.file": "x.csv"})
+    assert "x.csv" in str(impl.history(SPEC, limit=1)[0])
