@@ -75,6 +75,8 @@ def apply_file(store: DeltaRsStore, landing: LandingFile, commit_info: dict[str,
 def _apply_publications(store: DeltaRsStore, landing: LandingFile, commit_info: dict[str, str]) -> Applied:
     spec = SUBSTRATE[landing.feed.name]
     rows = landing.rows
+    if rows.num_rows == 0:
+        return Applied(landing.feed.name, 0, MergeOutcome(store.version(spec) or 0))
     offered = rows.group_by(["settlement_date", "run_type"], use_threads=False).aggregate([])
     dates = sorted(set(offered.column("settlement_date").to_pylist()))
     held = _held_ranks(store, landing, dates)
