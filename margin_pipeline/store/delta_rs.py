@@ -190,9 +190,9 @@ class DeltaRsStore(DeltaStore):
             metrics=metrics,
         )
 
-    def row_count(self, spec: TableSpec) -> int:
-        """Rows in the current snapshot, from the log's file statistics (no data read)."""
-        actions = pa.table(self._existing(spec).get_add_actions(flatten=True))
+    def row_count(self, spec: TableSpec, version: int | None = None) -> int:
+        """Rows in a snapshot, from the log's file statistics (no data read)."""
+        actions = pa.table(self._existing(spec, version).get_add_actions(flatten=True))
         return int(pa.compute.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.substrate.ingest import IngestReport, ingest, pending_files
 from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER, SUBSTRATE
+from margin_pipeline.substrate.versions import record_substrate_version
 
 SUBSTRATE_GROUP = "substrate"
 
@@ -61,6 +62,7 @@ def ingest_landing(
     """
     files = [data_root.landing / f for f in config.files] if config.files else pending_files(data_root)
     report = ingest(data_root, store, files, run_id=context.run_id)
+    pin = record_substrate_version(store, context.run_id) if report.changed else None
     for feed in INGEST_ORDER:
         outcomes = report.by_feed(feed)
         applied = [o.applied for o in outcomes if o.applied is not None]
@@ -71,6 +73,7 @@ def ingest_landing(
         yield dg.MaterializeResult(
             asset_key=substrate_key(feed),
             metadata={
+                "substrate_version": pin.number if pin else None,
                 "delta_version": store.version(spec),
                 "dagster/row_count": store.row_count(spec),
                 "change_feed_rows": sum(

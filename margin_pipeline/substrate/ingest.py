@@ -48,6 +48,10 @@ class IngestReport:
         return [f for f in self.files if f.feed == feed]
 
     @property
+    def changed(self) -> bool:
+        return any(f.applied is not None and f.applied.outcome.changed for f in self.files)
+
+    @property
     def rejected(self) -> list[FileOutcome]:
         return [f for f in self.files if f.status == "rejected"]
 

@@ -53,3 +53,19 @@ INGEST_LOG = TableSpec(
     ),
     key=("ingest_id",),
 )
+
+#: The substrate version N: a consistent cut across all substrate tables, one per ingest
+#: run that changed anything. Streams pin N and read each table at its version in N.
+SUBSTRATE_VERSIONS = TableSpec(
+    name="control/substrate_versions",
+    schema=pa.schema(
+        [
+            pa.field("substrate_version", pa.int64(), nullable=False),
+            pa.field("table", pa.string(), nullable=False),
+            pa.field("delta_version", pa.int64()),
+            pa.field("run_id", pa.string()),
+            pa.field("recorded_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
+    key=("substrate_version", "table"),
+)

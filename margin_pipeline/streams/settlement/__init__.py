@@ -1,0 +1,1 @@
+"""Settlement stream: half-hourly industry cost of every metering point (``settlement_cost_hh``)."""

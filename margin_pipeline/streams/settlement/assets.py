@@ -1,0 +1,88 @@
+"""The settlement stream's assets and job: ``gold/settlement_cost_hh`` from the substrate."""
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from margin_pipeline.gold import SETTLEMENT_COST_HH
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.settlement.profile import SettlementProfile
+from margin_pipeline.streams.settlement.rules import settlement_cost
+from margin_pipeline.streams.shared.changes import changed_keys
+from margin_pipeline.streams.shared.runner import Source, StreamRun, refresh
+from margin_pipeline.streams.shared.volumes import (
+    VolumeScope,
+    full_scope,
+    mpans_in_groups,
+    volume_scope,
+    volumes_in_ranges,
+    volumes_of_mpans,
+    volumes_of_slots,
+)
+from margin_pipeline.substrate.assets import substrate_key
+from margin_pipeline.substrate.tables import SUBSTRATE
+
+STREAM = "settlement"
+SOURCES = [
+    Source(name, SUBSTRATE[name]) for name in ("settlement_volumes", "metering_points", "prices", "charges")
+]
+
+
+def plan_settlement(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
+    """Desired ``settlement_cost_hh`` rows for the scope of this run, and that scope."""
+    metering_points = run.counted("metering_points", run.snapshot("metering_points"))
+    charges = run.counted("charges", run.snapshot("charges"))
+    scope = full_scope(run) if run.full else _incremental_scope(run, metering_points)
+    prices = run.snapshot("prices")
+    if scope.keys is not None:
+        prices = prices.join(scope.rows.select("settlement_date").distinct(), "settlement_date", "left_semi")
+    prices = run.counted("prices", prices)
+    return settlement_cost(scope.rows, metering_points, prices, charges), scope.keys
+
+
+def _incremental_scope(run: StreamRun, metering_points: DataFrame) -> VolumeScope:
+    fanned_out = []
+    if (prices := run.changes("prices")) is not None:
+        fanned_out.append(
+            volumes_of_slots(run, changed_keys(prices, ["settlement_date", "settlement_period"]))
+        )
+    if (points := run.changes("metering_points")) is not None:
+        fanned_out.append(volumes_of_mpans(run, changed_keys(points, ["mpan_core"])))
+    if (charges := run.changes("charges")) is not None:
+        groups = changed_keys(charges, ["gsp_group", "valid_from", "valid_to"]).select(
+            "gsp_group",
+            F.col("valid_from").alias("first"),
+            F.date_sub(F.col("valid_to"), 1).alias("last"),
+        )
+        fanned_out.append(volumes_in_ranges(run, mpans_in_groups(metering_points, groups)))
+    return volume_scope(run, fanned_out)
+
+
+@dg.asset(
+    key=["gold", "settlement_cost_hh"],
+    group_name=STREAM,
+    deps=[substrate_key(s.name) for s in SOURCES],
+    kinds={"spark", "delta"},
+    description="Half-hourly industry cost of every MPAN with volumes: energy at the wholesale price plus "
+    "network, balancing and policy charges (contracts.md 'Settlement cost'). Key: mpan_core, "
+    "settlement_date, "
+    "settlement_period.",
+    metadata={"dagster/table_name": SETTLEMENT_COST_HH.name, "key": ", ".join(SETTLEMENT_COST_HH.key)},
+    pool="settlement",
+)
+def settlement_cost_hh(
+    context: dg.AssetExecutionContext,
+    config: SettlementProfile,
+    store: DeltaRsStore,
+    pyspark: PySparkResource,
+) -> dg.MaterializeResult:
+    return refresh(context, config, store, pyspark, STREAM, SOURCES, SETTLEMENT_COST_HH, plan_settlement)
+
+
+settlement_stream = dg.define_asset_job(
+    "settlement_stream",
+    selection=dg.AssetSelection.groups(STREAM),
+    description="Settlement stream: half-hourly cost for every meter, from the substrate change feed.",
+    tags={"margin_pipeline/stream": STREAM},
+)

@@ -1,0 +1,1 @@
+"""Machinery every stream uses: calendar expressions, change-feed reduction, watermarks, the runner."""

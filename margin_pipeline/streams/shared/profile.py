@@ -1,0 +1,32 @@
+"""A stream's run config is its tuning profile: one typed class per stream, defaults in one place."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+
+class StreamProfile(dg.Config):
+    """What every stream's profile can set. Each stream subclasses it with its own defaults."""
+
+    substrate_version: int | None = Field(
+        default=None, description="Pin substrate version N (default: the latest). The parent job sets it."
+    )
+    full_rebuild: bool = Field(default=False, description="Ignore watermarks and recompute everything.")
+    shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions for this stream.")
+    adaptive_query_execution: bool = Field(default=True, description="spark.sql.adaptive.enabled")
+    broadcast_threshold_mb: int = Field(
+        default=32, description="Reference tables below this size are broadcast to the half-hourly joins."
+    )
+
+    def spark_conf(self) -> dict[str, str]:
+        return {
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.sql.adaptive.enabled": str(self.adaptive_query_execution).lower(),
+            "spark.sql.autoBroadcastJoinThreshold": str(self.broadcast_threshold_mb * 1024 * 1024),
+            "spark.sql.session.timeZone": "UTC",  # the calendar expressions rely on it
+        }
+
+    def apply(self, spark) -> None:
+        for key, value in self.spark_conf().items():
+            spark.conf.set(key, value)

@@ -1,0 +1,109 @@
+"""Which half-hourly volume rows a set of changes touches: the scope of the half-hourly streams.
+
+Both half-hourly streams (settlement, half_hourly) produce one output row per
+volume row, so their scope is a set of volume keys. Changed volume rows are taken
+straight from the change feed (their state at the pinned version); reference
+changes fan out to the volume rows they touch, read from the pinned snapshot with
+partition pruning on settlement_date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from margin_pipeline.streams.shared.changes import changed_keys, latest_state
+from margin_pipeline.streams.shared.runner import StreamRun
+
+VOLUMES = "settlement_volumes"
+VOLUME_KEY = ["mpan_core", "settlement_date", "settlement_period"]
+FAR_FUTURE = dt.date(9999, 12, 31)
+
+
+@dataclass(frozen=True)
+class VolumeScope:
+    """Volume rows to compute (values at the pinned version) and the output keys in scope.
+
+    ``keys`` is None for a full recompute (every output key is in scope).
+    """
+
+    rows: DataFrame
+    keys: DataFrame | None
+
+
+def full_scope(run: StreamRun) -> VolumeScope:
+    return VolumeScope(run.counted(VOLUMES, run.snapshot(VOLUMES)), None)
+
+
+def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
+    """Combine changed volume rows with the volume rows reference changes fanned out to.
+
+    ``fanned_out`` are volume-snapshot rows (full volume columns) selected by the stream.
+    """
+    changes = run.changes(VOLUMES)
+    rows: list[DataFrame] = []
+    keys: list[DataFrame] = []
+    if changes is not None:
+        alive, _deleted = latest_state(changes, VOLUME_KEY)
+        rows.append(alive)
+        keys.append(changed_keys(changes, VOLUME_KEY))
+    for frame in fanned_out:
+        frame = run.counted(VOLUMES, frame)
+        rows.append(frame)
+        keys.append(frame.select(*VOLUME_KEY))
+    if not rows:
+        empty = run.snapshot(VOLUMES).limit(0)
+        return VolumeScope(empty, empty.select(*VOLUME_KEY))
+    union_rows = rows[0]
+    for frame in rows[1:]:
+        union_rows = union_rows.unionByName(frame)
+    union_keys = keys[0]
+    for frame in keys[1:]:
+        union_keys = union_keys.unionByName(frame)
+    return VolumeScope(union_rows.dropDuplicates(VOLUME_KEY), union_keys.distinct())
+
+
+def mpans_in_groups(metering_points: DataFrame, groups: DataFrame) -> DataFrame:
+    """Ranges per MPAN from ranges per GSP group (``gsp_group`` "" means every group)."""
+    g = groups.alias("g")
+    m = metering_points.select("mpan_core", "gsp_group").alias("m")
+    on = (F.col("g.gsp_group") == "") | (F.col("g.gsp_group") == F.col("m.gsp_group"))
+    return m.join(F.broadcast(g), on).select("m.mpan_core", "g.first", "g.last")
+
+
+def volumes_of_mpans(run: StreamRun, mpans: DataFrame) -> DataFrame:
+    """Every held volume row of the given MPANs (``mpan_core``)."""
+    return run.snapshot(VOLUMES).join(mpans.select("mpan_core").distinct(), "mpan_core", "left_semi")
+
+
+def volumes_of_slots(run: StreamRun, slots: DataFrame) -> DataFrame:
+    """Held volume rows of the given dates, or (date, period) pairs when ``slots`` has a period column."""
+    on = [c for c in ("settlement_date", "settlement_period") if c in slots.columns]
+    days = [r[0] for r in slots.select("settlement_date").distinct().collect()]
+    if not days:
+        return run.snapshot(VOLUMES).limit(0)
+    where = "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"
+    return run.snapshot(VOLUMES, where=where).join(slots.select(*on).distinct(), on, "left_semi")
+
+
+def volumes_in_ranges(run: StreamRun, ranges: DataFrame) -> DataFrame:
+    """Held volume rows of an MPAN whose date is in one of its ranges.
+
+    ``ranges`` has ``mpan_core``, ``first`` and ``last`` (inclusive dates; a null last is open).
+    """
+    bounds = ranges.agg(F.min("first"), F.max(F.coalesce("last", F.lit(FAR_FUTURE)))).first()
+    if bounds is None or bounds[0] is None:
+        return run.snapshot(VOLUMES).limit(0)
+    where = f"settlement_date >= '{bounds[0].isoformat()}' AND settlement_date <= '{bounds[1].isoformat()}'"
+    volumes = run.snapshot(VOLUMES, where=where)
+    r = ranges.select("mpan_core", "first", "last").distinct().alias("r")
+    v = volumes.alias("v")
+    inside = (
+        (F.col("v.mpan_core") == F.col("r.mpan_core"))
+        & (F.col("v.settlement_date") >= F.col("r.first"))
+        & (F.col("r.last").isNull() | (F.col("v.settlement_date") <= F.col("r.last")))
+    )
+    return v.join(F.broadcast(r), inside, "left_semi").select("v.*")

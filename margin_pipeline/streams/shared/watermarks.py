@@ -1,0 +1,79 @@
+"""Each stream's watermarks: per source table, the last Delta version it consumed.
+
+Kept in the Delta table ``control/stream_watermarks`` so any Delta reader can see
+how far every stream has got. A stream advances its watermarks only after its
+outputs are committed; a crash in between makes the next run redo the same range,
+which rewrites nothing (outputs are merged by value).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from margin_pipeline.store import TableSpec
+from margin_pipeline.store.base import with_delete_flag
+from margin_pipeline.store.delta_rs import DeltaRsStore
+
+STREAM_WATERMARKS = TableSpec(
+    name="control/stream_watermarks",
+    schema=pa.schema(
+        [
+            pa.field("stream", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("version", pa.int64()),  # Delta version of the source consumed up to (inclusive)
+            pa.field("substrate_version", pa.int64()),  # the pinned substrate version N of that run
+            pa.field("run_id", pa.string()),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
+    key=("stream", "source"),
+)
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    stream: str
+    versions: dict[str, int]  # source -> consumed Delta version
+    substrate_version: int | None
+
+
+def read_watermarks(store: DeltaRsStore, stream: str) -> Watermarks:
+    if store.version(STREAM_WATERMARKS) is None:
+        return Watermarks(stream, {}, None)
+    rows = store.read_arrow(STREAM_WATERMARKS)
+    rows = rows.filter(pc.equal(rows.column("stream"), stream)).to_pylist()
+    numbers = [r["substrate_version"] for r in rows if r["substrate_version"] is not None]
+    return Watermarks(
+        stream,
+        {r["source"]: r["version"] for r in rows if r["version"] is not None},
+        min(numbers) if numbers else None,
+    )
+
+
+def advance_watermarks(
+    store: DeltaRsStore, stream: str, versions: dict[str, int], substrate_version: int, run_id: str
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = pa.Table.from_pylist(
+        [
+            {
+                "stream": stream,
+                "source": source,
+                "version": version,
+                "substrate_version": substrate_version,
+                "run_id": run_id,
+                "updated_at": now,
+            }
+            for source, version in sorted(versions.items())
+        ],
+        schema=STREAM_WATERMARKS.schema,
+    )
+    # run_id and updated_at change every run; write only when a consumed position moved.
+    current = read_watermarks(store, stream)
+    if current.versions == versions and current.substrate_version == substrate_version:
+        return
+    store.merge(STREAM_WATERMARKS, with_delete_flag(rows, STREAM_WATERMARKS, delete=False))

@@ -1,0 +1,175 @@
+"""settlement_cost_hh: the contract's arithmetic on hand-worked rows, and how changes flow through."""
+
+from __future__ import annotations
+
+import pytest
+
+from margin_pipeline.gold import SETTLEMENT_COST_HH
+from margin_pipeline.streams.settlement.assets import settlement_cost_hh
+from margin_pipeline_tests.streams.conftest import csv, metadata_of, read
+
+MPAN = "1200000000002"  # 1x3 + 2x5 = 13; 13 % 11 % 10 = 2
+DAY = "2025-10-01"  # BST: local midnight is 2025-09-30T23:00Z, 48 periods
+
+VOLUMES = "mpan_core,settlement_date,settlement_period,run_type,kwh,quality"
+PRICES = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
+CHARGES = "charge_code,gsp_group,unit,rate,valid_from,valid_to,band_start,band_end"
+
+
+def day_of(
+    mpan: str, day: str, run: str, kwh: dict[int, float], n: int = 48, default: float = 0.1
+) -> list[str]:
+    return [f"{mpan},{day},{p},{run},{kwh.get(p, default)},A" for p in range(1, n + 1)]
+
+
+def prices_of(day: str, run: str, price: dict[int, float], n: int = 48, default: float = 50.0) -> list[str]:
+    return [f"{day},{p},{run},{price.get(p, default)}" for p in range(1, n + 1)]
+
+
+BASE = {
+    "metering_points": csv("mpan_core,gsp_group,line_loss_factor", f"{MPAN},_A,1.05"),
+    "charges": csv(
+        CHARGES,
+        "BSUOS,,GBP_PER_MWH,3.0,2025-01-01,,,",
+        "RED,_A,P_PER_KWH,10.0,2025-01-01,,16:00,19:00",
+        "GREEN,_A,P_PER_KWH,1.0,2025-01-01,,23:00,07:00",
+        "STANDING,_A,P_PER_DAY,24.0,2025-01-01,,,",
+        "OTHER_GSP,_B,P_PER_KWH,99.0,2025-01-01,,,",
+    ),
+    "prices": csv(PRICES, *prices_of(DAY, "SF", {35: 80.0})),
+    "settlement_volumes": csv(VOLUMES, *day_of(MPAN, DAY, "SF", {35: 0.4})),
+}
+
+
+def row(rows: list[dict], period: int, day: str = DAY) -> dict:
+    [found] = [r for r in rows if r["settlement_period"] == period and str(r["settlement_date"]) == day]
+    return found
+
+
+def test_hand_worked_cost_row(publish, materialize, store) -> None:
+    publish(BASE)
+    result = materialize([settlement_cost_hh])
+    assert result.success
+    rows = read(store, SETTLEMENT_COST_HH)
+    assert len(rows) == 48
+    # Period 35 of 2025-10-01 starts 2025-10-01T16:00Z = 17:00 BST: inside the RED band, outside GREEN.
+    # kwh_gsp = 0.4 x 1.05 = 0.42
+    # energy  = 0.42 / 1000 x 80                     = 0.0336
+    # BSUOS   = 0.42 / 1000 x 3.0 (every GSP group)  = 0.00126
+    # RED     = 0.42 x 10.0 / 100                    = 0.042
+    # STANDING= 24.0 / 100 / 48                      = 0.005
+    # non-energy = 0.04826; total = 0.08186
+    r = row(rows, 35)
+    assert r["run_type"] == "SF"
+    assert r["kwh"] == pytest.approx(0.4)
+    assert r["kwh_gsp"] == pytest.approx(0.42, abs=1e-12)
+    assert r["energy_cost_gbp"] == pytest.approx(0.0336, abs=1e-9)
+    assert r["non_energy_cost_gbp"] == pytest.approx(0.04826, abs=1e-9)
+    assert r["total_cost_gbp"] == pytest.approx(0.08186, abs=1e-9)
+    # Period 1 starts 00:00 BST: GREEN (wraps midnight) applies, RED does not.
+    # kwh_gsp = 0.105; energy = 0.105/1000*50 = 0.00525
+    # BSUOS 0.000315; GREEN 0.105*1/100 = 0.00105; STANDING 0.005
+    r1 = row(rows, 1)
+    assert r1["energy_cost_gbp"] == pytest.approx(0.00525, abs=1e-9)
+    assert r1["non_energy_cost_gbp"] == pytest.approx(0.000315 + 0.00105 + 0.005, abs=1e-9)
+    meta = metadata_of(result, ["gold", "settlement_cost_hh"])
+    assert meta["mode"] == "full"
+    assert meta["rows_inserted"] == 48
+
+
+def test_no_changes_reads_and_writes_nothing(publish, materialize, store) -> None:
+    publish(BASE)
+    assert materialize([settlement_cost_hh]).success
+    version = store.version(SETTLEMENT_COST_HH)
+    result = materialize([settlement_cost_hh])
+    meta = metadata_of(result, ["gold", "settlement_cost_hh"])
+    assert meta["mode"] == "skipped (no changes)"
+    assert meta["rows_read"] == 0
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 0, 0)
+    assert store.version(SETTLEMENT_COST_HH) == version
+
+
+def test_restatement_updates_only_changed_rows(publish, materialize, store) -> None:
+    publish(BASE)
+    assert materialize([settlement_cost_hh]).success
+    publish({"settlement_volumes": csv(VOLUMES, *day_of(MPAN, DAY, "R1", {35: 0.5}))})
+    result = materialize([settlement_cost_hh])
+    meta = metadata_of(result, ["gold", "settlement_cost_hh"])
+    assert meta["mode"] == "incremental"
+    # Every row's run_type moved SF -> R1, so all 48 rows update; no inserts or deletes.
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 48, 0)
+    r = row(read(store, SETTLEMENT_COST_HH), 35)
+    assert r["run_type"] == "R1"
+    assert r["energy_cost_gbp"] == pytest.approx(0.5 * 1.05 / 1000 * 80, abs=1e-12)
+
+
+def test_waiting_rows_are_computed_when_prices_arrive(publish, materialize, store) -> None:
+    publish({k: v for k, v in BASE.items() if k != "prices"})
+    assert materialize([settlement_cost_hh]).success
+    assert read(store, SETTLEMENT_COST_HH) == []
+    publish({"prices": BASE["prices"]})
+    meta = metadata_of(materialize([settlement_cost_hh]), ["gold", "settlement_cost_hh"])
+    assert meta["mode"] == "incremental"
+    assert meta["rows_inserted"] == 48
+
+
+def test_levy_restatement_fans_out_to_its_validity(publish, materialize, store) -> None:
+    other_day = "2025-10-02"
+    publish(
+        {
+            **BASE,
+            "prices": csv(PRICES, *prices_of(DAY, "SF", {35: 80.0}), *prices_of(other_day, "SF", {})),
+            "settlement_volumes": csv(
+                VOLUMES, *day_of(MPAN, DAY, "SF", {35: 0.4}), *day_of(MPAN, other_day, "SF", {})
+            ),
+        }
+    )
+    assert materialize([settlement_cost_hh]).success
+    # BSUOS restated from 3.0 to 4.0 for its whole (open) validity: both days change, every period.
+    publish({"charges": csv(CHARGES, "BSUOS,,GBP_PER_MWH,4.0,2025-01-01,,,")})
+    meta = metadata_of(materialize([settlement_cost_hh]), ["gold", "settlement_cost_hh"])
+    assert meta["rows_updated"] == 96
+    r = row(read(store, SETTLEMENT_COST_HH), 35)
+    assert r["non_energy_cost_gbp"] == pytest.approx(0.42 / 1000 * 4.0 + 0.042 + 0.005, abs=1e-9)
+
+
+def test_deleted_volumes_delete_their_costs(publish, materialize, store) -> None:
+    second = "1300000000007"  # 1x3 + 3x5 = 18; 18 % 11 % 10 = 7
+    publish(
+        {
+            **BASE,
+            "metering_points": csv(
+                "mpan_core,gsp_group,line_loss_factor", f"{MPAN},_A,1.05", f"{second},_B,1.1"
+            ),
+            "settlement_volumes": csv(VOLUMES, *day_of(MPAN, DAY, "SF", {}), *day_of(second, DAY, "SF", {})),
+        }
+    )
+    assert materialize([settlement_cost_hh]).success
+    assert len(read(store, SETTLEMENT_COST_HH)) == 96
+    # R1 for the date no longer carries the second MPAN (registration correction): its costs go.
+    publish({"settlement_volumes": csv(VOLUMES, *day_of(MPAN, DAY, "R1", {}))})
+    meta = metadata_of(materialize([settlement_cost_hh]), ["gold", "settlement_cost_hh"])
+    assert meta["rows_deleted"] == 48
+    assert {r["mpan_core"] for r in read(store, SETTLEMENT_COST_HH)} == {MPAN}
+
+
+def test_clock_change_days_have_their_periods(publish, materialize, store) -> None:
+    autumn, spring = "2025-10-26", "2026-03-29"
+    publish(
+        {
+            **BASE,
+            "prices": csv(PRICES, *prices_of(autumn, "SF", {}, n=50), *prices_of(spring, "SF", {}, n=46)),
+            "settlement_volumes": csv(
+                VOLUMES, *day_of(MPAN, autumn, "SF", {}, n=50), *day_of(MPAN, spring, "SF", {}, n=46)
+            ),
+        }
+    )
+    assert materialize([settlement_cost_hh]).success
+    rows = read(store, SETTLEMENT_COST_HH)
+    assert sum(str(r["settlement_date"]) == autumn for r in rows) == 50
+    assert sum(str(r["settlement_date"]) == spring for r in rows) == 46
+    # Standing charge spreads over N(d): 24p/50 per period on the autumn day.
+    r = row(rows, 50, autumn)  # 23:30 GMT: GREEN band applies
+    assert r["non_energy_cost_gbp"] == pytest.approx(
+        0.105 / 1000 * 3 + 0.105 * 1 / 100 + 0.24 / 50, abs=1e-12
+    )
