@@ -7,4 +7,4 @@ from margin_pipeline.store.base import (
     TableSpec,
 )
 
-__all__ = ["DeltaStore", "MergeOutcome", "StaleWatermarkError", "TableSpec"]
+__all__ = ["ChangeFeed", "DeltaStore", "MergeOutcome", "StaleWatermarkError", "TableSpec"]

@@ -61,6 +61,14 @@ class MergeOutcome:
         return self.inserted + self.updated + self.deleted
 
 
+@dataclass(frozen=True)
+class ChangeFeed:
+    """Change-feed rows of a version range, and how many there are."""
+
+    frame: DataFrame
+    rows: int
+
+
 class StaleWatermarkError(RuntimeError):
     """The change feed from a watermark is no longer readable (history vacuumed or truncated)."""
 
@@ -86,7 +94,11 @@ class DeltaStore(dg.ConfigurableResource):
         columns used to prune files; callers still filter rows themselves."""
 
     @abstractmethod
-    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> DataFrame:
+    def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
+        """Rows in the files a read of ``version`` with ``where`` touches (after file pruning)."""
+
+    @abstractmethod
+    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         """Change-feed rows of versions ``(after, up_to]`` with ``_change_type`` and
         ``_commit_version``. Raises :class:`StaleWatermarkError` when that range is gone."""
 

@@ -21,6 +21,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from margin_pipeline.store.base import (
     TABLE_PROPERTIES,
+    ChangeFeed,
     DeltaStore,
     MergeOutcome,
     StaleWatermarkError,
@@ -120,8 +121,9 @@ class DeltaRsStore(DeltaStore):
             reader = reader.option("basePath", self.uri(spec))
         return reader.parquet(*files).select(*spec.schema.names)
 
-    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> DataFrame:
-        return arrow_to_spark(spark, self.read_changes_arrow(spec, after, up_to))
+    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
+        changes = self.read_changes_arrow(spec, after, up_to)
+        return ChangeFeed(arrow_to_spark(spark, changes), changes.num_rows)
 
     def read_changes_arrow(self, spec: TableSpec, after: int, up_to: int) -> pa.Table:
         table = self._existing(spec)
@@ -163,6 +165,9 @@ class DeltaRsStore(DeltaStore):
                         predicate=sql["join"],
                         source_alias="s",
                         target_alias="t",
+                        # Streamed execution skips partition pruning from the source's values, so
+                        # every MERGE would scan the whole table (measured 1.74 s vs 0.13 s at 90 days).
+                        streamed_exec=False,
                         commit_properties=CommitProperties(custom_metadata=commit_info)
                         if commit_info
                         else None,
@@ -190,10 +195,22 @@ class DeltaRsStore(DeltaStore):
             metrics=metrics,
         )
 
-    def row_count(self, spec: TableSpec, version: int | None = None) -> int:
-        """Rows in a snapshot, from the log's file statistics (no data read)."""
-        actions = pa.table(self._existing(spec, version).get_add_actions(flatten=True))
-        return int(pa.compute.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
+    def append(self, spec: TableSpec, rows: pa.Table) -> None:
+        """Append to an append-only log table (never one a stream consumes: those are MERGE-only)."""
+        self.ensure_table(spec)
+        write_deltalake(self.uri(spec), rows.select(spec.schema.names).cast(spec.schema), mode="append")
+
+    def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
+        """Rows in the files a read touches, from the log's per-file statistics (no data read)."""
+        table = self._existing(spec, version)
+        actions = pa.table(table.get_add_actions(flatten=True))
+        if not actions.num_rows:
+            return 0
+        if where:
+            kept = {Path(uri).name for uri in table.file_uris(file_pruning_predicate=where)}
+            names = [Path(p).name for p in actions.column("path").to_pylist()]
+            actions = actions.filter(pa.array([n in kept for n in names]))
+        return int(pa.compute.sum(actions.column("num_records")).as_py() or 0)
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         return self._existing(spec).history(limit)

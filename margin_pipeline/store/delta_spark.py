@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from margin_pipeline.store.base import (
     TABLE_PROPERTIES,
+    ChangeFeed,
     DeltaStore,
     MergeOutcome,
     StaleWatermarkError,
@@ -100,7 +101,10 @@ class DeltaSparkStore(DeltaStore):
         frame = reader.load(self.uri(spec))
         return (frame.where(where) if where else frame).select(*spec.schema.names)
 
-    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> DataFrame:
+    def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
+        return self.read(self._spark(), spec, version, where).count()
+
+    def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -108,9 +112,8 @@ class DeltaSparkStore(DeltaStore):
         if up_to <= after:
             schema = from_arrow_schema(spec.schema)
             empty = spark.createDataFrame([], schema)
-            return empty.withColumn("_change_type", F.lit(None).cast("string")).withColumn(
-                "_commit_version", F.lit(None).cast("long")
-            )
+            empty = empty.withColumn("_change_type", F.lit(None).cast("string"))
+            return ChangeFeed(empty.withColumn("_commit_version", F.lit(None).cast("long")), 0)
         try:
             frame = (
                 spark.read.format("delta")
@@ -124,7 +127,10 @@ class DeltaSparkStore(DeltaStore):
             raise StaleWatermarkError(
                 f"change feed of {spec.name} for versions ({after}, {up_to}] is not readable: {exc}"
             ) from exc
-        return frame.select(*keep).withColumn("_commit_version", F.col("_commit_version").cast("long"))
+        frame = (
+            frame.select(*keep).withColumn("_commit_version", F.col("_commit_version").cast("long")).cache()
+        )
+        return ChangeFeed(frame, frame.count())
 
     def merge(
         self, spec: TableSpec, source: DataFrame | pa.Table, commit_info: dict[str, str] | None = None

@@ -22,7 +22,6 @@ import pyarrow as pa
 from margin_pipeline.contracts.feeds import FEEDS
 from margin_pipeline.contracts.validation import FileRejected, read_landing_file
 from margin_pipeline.settings import DataRoot
-from margin_pipeline.store.base import with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.substrate.publish import Applied, apply_file
 from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER
@@ -142,5 +141,4 @@ def _record(store: DeltaRsStore, outcome: FileOutcome, run_id: str) -> None:
         "message": rejection.message if rejection else None,
         "ingested_at": now,
     }
-    table = pa.Table.from_pylist([row], schema=INGEST_LOG.schema)
-    store.merge(INGEST_LOG, with_delete_flag(table, INGEST_LOG, delete=False))
+    store.append(INGEST_LOG, pa.Table.from_pylist([row], schema=INGEST_LOG.schema))

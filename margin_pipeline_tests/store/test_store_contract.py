@@ -58,8 +58,10 @@ def snapshot(store: DeltaStore, spark, version: int | None = None) -> dict[tuple
 
 
 def change_rows(store: DeltaStore, spark, after: int, up_to: int) -> list[tuple[str, str, dt.date, float]]:
-    frame = store.read_changes(spark, SPEC, after, up_to)
-    return sorted((r._change_type, r.meter, r.day, r.kwh) for r in frame.collect())
+    feed = store.read_changes(spark, SPEC, after, up_to)
+    rows = sorted((r._change_type, r.meter, r.day, r.kwh) for r in feed.frame.collect())
+    assert feed.rows == len(rows)
+    return rows
 
 
 def test_missing_table_has_no_version(impl: DeltaStore) -> None:
@@ -121,16 +123,15 @@ def test_snapshot_at_a_version_and_partition_pruned_read(impl: DeltaStore, spark
 def test_change_feed_of_an_empty_range_is_empty(impl: DeltaStore, spark) -> None:
     version = impl.merge(SPEC, upsert(("a", D1, 1.0, None))).version
     assert change_rows(impl, spark, version, version) == []
-    assert set(impl.read_changes(spark, SPEC, version, version).columns) >= {
-        "_change_type",
-        "_commit_version",
-    }
+    feed = impl.read_changes(spark, SPEC, version, version)
+    assert feed.rows == 0
+    assert set(feed.frame.columns) >= {"_change_type", "_commit_version"}
 
 
 def test_change_feed_beyond_the_table_is_a_stale_watermark(impl: DeltaStore, spark) -> None:
     version = impl.merge(SPEC, upsert(("a", D1, 1.0, None))).version
     with pytest.raises(StaleWatermarkError):
-        impl.read_changes(spark, SPEC, version + 5, version + 7).collect()
+        impl.read_changes(spark, SPEC, version + 5, version + 7).frame.collect()
 
 
 def test_history_and_restore(impl: DeltaStore, spark) -> None:
@@ -146,3 +147,9 @@ def test_history_and_restore(impl: DeltaStore, spark) -> None:
 def test_commit_info_is_recorded(impl: DeltaStore) -> None:
     impl.merge(SPEC, upsert(("a", D1, 1.0, None)), commit_info={"margin_pipeline.file": "x.csv"})
     assert "x.csv" in str(impl.history(SPEC, limit=1)[0])
+
+
+def test_row_count_follows_file_pruning(impl: DeltaStore) -> None:
+    impl.merge(SPEC, upsert(("a", D1, 1.0, None), ("b", D1, 2.0, None), ("c", D2, 3.0, None)))
+    assert impl.row_count(SPEC) == 3
+    assert impl.row_count(SPEC, where="day = '2025-10-02'") == 1
