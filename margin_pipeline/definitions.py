@@ -2,7 +2,10 @@
 
 import dagster as dg
 
+from margin_pipeline.reconciled.assets import hh_margin_asset, reconciled_job
 from margin_pipeline.resources import build_resources
+from margin_pipeline.streams.half_hourly.assets import half_hourly_stream, hh_revenue_asset
+from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_margin_asset, monthly_stream
 from margin_pipeline.streams.settlement.assets import settlement_cost_hh, settlement_stream
 from margin_pipeline.substrate.assets import ingest_job, ingest_landing
 from margin_pipeline.substrate.sensor import landing_sensor
@@ -10,8 +13,15 @@ from margin_pipeline.substrate.sensor import landing_sensor
 
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=[ingest_landing, settlement_cost_hh],
-        jobs=[ingest_job, settlement_stream],
+        assets=[
+            ingest_landing,
+            settlement_cost_hh,
+            hh_revenue_asset,
+            monthly_day_ledger,
+            monthly_margin_asset,
+            hh_margin_asset,
+        ],
+        jobs=[ingest_job, settlement_stream, half_hourly_stream, monthly_stream, reconciled_job],
         sensors=[landing_sensor],
         resources=build_resources(),
     )

@@ -3,18 +3,17 @@
 import dagster as dg
 from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from margin_pipeline.gold import SETTLEMENT_COST_HH
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.settlement.profile import SettlementProfile
 from margin_pipeline.streams.settlement.rules import settlement_cost
 from margin_pipeline.streams.shared.changes import changed_keys
-from margin_pipeline.streams.shared.runner import Source, StreamRun, refresh
+from margin_pipeline.streams.shared.fanout import charge_ranges
+from margin_pipeline.streams.shared.runner import Source, StreamRun, dates_in, refresh
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
     full_scope,
-    mpans_in_groups,
     volume_scope,
     volumes_in_ranges,
     volumes_of_mpans,
@@ -31,13 +30,10 @@ SOURCES = [
 
 def plan_settlement(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     """Desired ``settlement_cost_hh`` rows for the scope of this run, and that scope."""
-    metering_points = run.counted("metering_points", run.snapshot("metering_points"))
-    charges = run.counted("charges", run.snapshot("charges"))
+    metering_points = run.snapshot("metering_points")
+    charges = run.snapshot("charges")
     scope = full_scope(run) if run.full else _incremental_scope(run, metering_points)
-    prices = run.snapshot("prices")
-    if scope.keys is not None:
-        prices = prices.join(scope.rows.select("settlement_date").distinct(), "settlement_date", "left_semi")
-    prices = run.counted("prices", prices)
+    prices = run.snapshot("prices", where=None if scope.keys is None else dates_in(scope.rows))
     return settlement_cost(scope.rows, metering_points, prices, charges), scope.keys
 
 
@@ -50,12 +46,7 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame) -> VolumeScop
     if (points := run.changes("metering_points")) is not None:
         fanned_out.append(volumes_of_mpans(run, changed_keys(points, ["mpan_core"])))
     if (charges := run.changes("charges")) is not None:
-        groups = changed_keys(charges, ["gsp_group", "valid_from", "valid_to"]).select(
-            "gsp_group",
-            F.col("valid_from").alias("first"),
-            F.date_sub(F.col("valid_to"), 1).alias("last"),
-        )
-        fanned_out.append(volumes_in_ranges(run, mpans_in_groups(metering_points, groups)))
+        fanned_out.append(volumes_in_ranges(run, charge_ranges(charges, metering_points)))
     return volume_scope(run, fanned_out)
 
 

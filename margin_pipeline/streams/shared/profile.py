@@ -14,7 +14,11 @@ class StreamProfile(dg.Config):
     )
     full_rebuild: bool = Field(default=False, description="Ignore watermarks and recompute everything.")
     shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions for this stream.")
-    adaptive_query_execution: bool = Field(default=True, description="spark.sql.adaptive.enabled")
+    adaptive_query_execution: bool = Field(
+        default=False,
+        description="spark.sql.adaptive.enabled. Off on the embedded engine, where its extra stage jobs cost "
+        "more than they save (measured 47 s -> 36 s per cycle); turn on for cluster-sized data.",
+    )
     broadcast_threshold_mb: int = Field(
         default=32, description="Reference tables below this size are broadcast to the half-hourly joins."
     )

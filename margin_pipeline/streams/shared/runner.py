@@ -91,13 +91,13 @@ class StreamRun:
             if up_to == after:
                 continue
             try:
-                changes = self.store.read_changes(self.spark, source.spec, max(after, -1), up_to).cache()
-                self.change_rows[source.name] = changes.count()
+                feed = self.store.read_changes(self.spark, source.spec, max(after, -1), up_to)
             except StaleWatermarkError as exc:
                 self.reason = f"watermark older than retained history: {exc}"
                 self._changes.clear()
                 return
-            self._changes[source.name] = changes
+            self.change_rows[source.name] = feed.rows
+            self._changes[source.name] = feed.frame
 
     def changes(self, name: str) -> DataFrame | None:
         """Change-feed rows of ``name`` in ``(watermark, pinned]``, or None when it did not change."""
@@ -105,19 +105,30 @@ class StreamRun:
         return frame if frame is not None and self.change_rows.get(name) else None
 
     def snapshot(self, name: str, where: str | None = None) -> DataFrame:
-        """``name`` at its pinned version (empty if it did not exist). ``where`` prunes partitions."""
+        """``name`` at its pinned version (empty if it did not exist), filtered by the SQL ``where``.
+
+        ``where`` also prunes files; the rows of the files the read touches count as rows read.
+        """
         source = self.by_name[name]
         version = self.targets[name]
         if version == BEFORE_FIRST_VERSION:
-            return self.spark.createDataFrame([], from_arrow_schema(source.spec.schema))
+            return self.empty(source.spec)
+        self.rows_read[name] = self.rows_read.get(name, 0) + self.store.row_count(source.spec, version, where)
         frame = self.store.read(self.spark, source.spec, version=version, where=where)
         return frame.where(where) if where else frame
 
-    def counted(self, name: str, frame: DataFrame) -> DataFrame:
-        """Cache ``frame`` (an input after pruning and key filtering) and count it as rows read."""
-        frame = frame.cache()
-        self.rows_read[name] = self.rows_read.get(name, 0) + frame.count()
-        return frame
+    def empty(self, spec: TableSpec) -> DataFrame:
+        return self.spark.createDataFrame([], from_arrow_schema(spec.schema))
+
+    def rows_for(self, name: str, keys: DataFrame | None, on: Sequence[str]) -> DataFrame:
+        """Rows of ``name`` (at its pinned version) whose ``on`` columns match ``keys``; all rows when None.
+
+        Partitions are pruned by the settlement dates of ``keys``.
+        """
+        if keys is None:
+            return self.snapshot(name)
+        keys = keys.select(*on).distinct()
+        return self.snapshot(name, where=_date_predicate(keys)).join(keys, list(on), "left_semi")
 
     def full_scan_rows(self) -> int:
         """Rows a full recompute reads: every source at its pinned version (from Delta statistics)."""
@@ -177,6 +188,11 @@ class StreamRun:
             "output_version": outcome.version if outcome else None,
             "wall_seconds": round(time.perf_counter() - self.started, 3),
         }
+
+
+def dates_in(frame: DataFrame) -> str:
+    """SQL predicate selecting the settlement dates present in ``frame``."""
+    return _date_predicate(frame) or "true"
 
 
 def _date_predicate(scope: DataFrame | None) -> str | None:

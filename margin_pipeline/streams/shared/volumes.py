@@ -35,7 +35,7 @@ class VolumeScope:
 
 
 def full_scope(run: StreamRun) -> VolumeScope:
-    return VolumeScope(run.counted(VOLUMES, run.snapshot(VOLUMES)), None)
+    return VolumeScope(run.snapshot(VOLUMES), None)
 
 
 def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
@@ -51,7 +51,6 @@ def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
         rows.append(alive)
         keys.append(changed_keys(changes, VOLUME_KEY))
     for frame in fanned_out:
-        frame = run.counted(VOLUMES, frame)
         rows.append(frame)
         keys.append(frame.select(*VOLUME_KEY))
     if not rows:
@@ -63,15 +62,7 @@ def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
     union_keys = keys[0]
     for frame in keys[1:]:
         union_keys = union_keys.unionByName(frame)
-    return VolumeScope(union_rows.dropDuplicates(VOLUME_KEY), union_keys.distinct())
-
-
-def mpans_in_groups(metering_points: DataFrame, groups: DataFrame) -> DataFrame:
-    """Ranges per MPAN from ranges per GSP group (``gsp_group`` "" means every group)."""
-    g = groups.alias("g")
-    m = metering_points.select("mpan_core", "gsp_group").alias("m")
-    on = (F.col("g.gsp_group") == "") | (F.col("g.gsp_group") == F.col("m.gsp_group"))
-    return m.join(F.broadcast(g), on).select("m.mpan_core", "g.first", "g.last")
+    return VolumeScope(union_rows.dropDuplicates(VOLUME_KEY).cache(), union_keys.distinct().cache())
 
 
 def volumes_of_mpans(run: StreamRun, mpans: DataFrame) -> DataFrame:

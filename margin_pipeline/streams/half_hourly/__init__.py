@@ -1,0 +1,1 @@
+"""Half-hourly stream: half-hourly revenue of MPAN-days on HH tariffs (``hh_revenue``)."""

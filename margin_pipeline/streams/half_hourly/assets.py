@@ -1,0 +1,85 @@
+"""The half_hourly stream's assets and job: ``gold/hh_revenue`` from the substrate."""
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame
+
+from margin_pipeline.gold import HH_REVENUE
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
+from margin_pipeline.streams.half_hourly.rules import hh_revenue
+from margin_pipeline.streams.shared.changes import changed_keys
+from margin_pipeline.streams.shared.fanout import agreement_ranges, rate_ranges, tariff_ranges
+from margin_pipeline.streams.shared.runner import Source, StreamRun, refresh
+from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
+from margin_pipeline.streams.shared.volumes import (
+    VolumeScope,
+    full_scope,
+    volume_scope,
+    volumes_in_ranges,
+    volumes_of_mpans,
+)
+from margin_pipeline.substrate.assets import substrate_key
+from margin_pipeline.substrate.tables import SUBSTRATE
+
+STREAM = "half_hourly"
+SOURCES = [
+    Source(name, SUBSTRATE[name])
+    for name in ("settlement_volumes", "metering_points", "supply_agreements", "tariffs", "tariff_rates")
+]
+
+
+def plan_half_hourly(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
+    """Desired ``hh_revenue`` rows for the scope of this run, and that scope."""
+    metering_points = run.snapshot("metering_points")
+    agreements = run.snapshot("supply_agreements")
+    tariffs = run.snapshot("tariffs")
+    scope = full_scope(run) if run.full else _incremental_scope(run, metering_points, agreements)
+    bounds = date_bounds(scope.rows)
+    if bounds is None:
+        return run.empty(HH_REVENUE), scope.keys
+    first, last = bounds
+    rates = run.snapshot("tariff_rates", where=validity_overlaps(first, last))
+    return hh_revenue(scope.rows, metering_points, agreements, tariffs, rates, bounds), scope.keys
+
+
+def _incremental_scope(run: StreamRun, metering_points: DataFrame, agreements: DataFrame) -> VolumeScope:
+    ranges = []
+    if (changes := run.changes("supply_agreements")) is not None:
+        ranges.append(agreement_ranges(changes))
+    if (changes := run.changes("tariffs")) is not None:
+        ranges.append(tariff_ranges(changes, agreements))
+    if (changes := run.changes("tariff_rates")) is not None:
+        ranges.append(rate_ranges(changes, agreements, metering_points))
+    fanned_out = [volumes_in_ranges(run, r) for r in ranges]
+    if (changes := run.changes("metering_points")) is not None:
+        fanned_out.append(volumes_of_mpans(run, changed_keys(changes, ["mpan_core"])))
+    return volume_scope(run, fanned_out)
+
+
+@dg.asset(
+    key=["gold", "hh_revenue"],
+    group_name=STREAM,
+    deps=[substrate_key(s.name) for s in SOURCES],
+    kinds={"spark", "delta"},
+    description="Half-hourly revenue (ex VAT) of MPAN-days on HH tariffs: kWh at the half-hour's unit rate "
+    "plus the day's standing charge spread over its periods (contracts.md 'Revenue'). Key: mpan_core, "
+    "settlement_date, settlement_period.",
+    metadata={"dagster/table_name": HH_REVENUE.name, "key": ", ".join(HH_REVENUE.key)},
+    pool="half_hourly",
+)
+def hh_revenue_asset(
+    context: dg.AssetExecutionContext,
+    config: HalfHourlyProfile,
+    store: DeltaRsStore,
+    pyspark: PySparkResource,
+) -> dg.MaterializeResult:
+    return refresh(context, config, store, pyspark, STREAM, SOURCES, HH_REVENUE, plan_half_hourly)
+
+
+half_hourly_stream = dg.define_asset_job(
+    "half_hourly_stream",
+    selection=dg.AssetSelection.groups(STREAM),
+    description="Half-hourly stream: revenue of HH-tariff days, from the substrate change feed.",
+    tags={"margin_pipeline/stream": STREAM},
+)

@@ -1,0 +1,1 @@
+"""Monthly stream: monthly margin of every account (``monthly_margin``), via a per-MPAN-day ledger."""

@@ -1,0 +1,133 @@
+"""Tariff lookups shared by the revenue streams, as pure DataFrame functions.
+
+Rate rows have UTC validity ``[valid_from, valid_to)``. Rather than range-joining
+every half hour against every rate row, rates are expanded onto the keys they
+are looked up by: half-hour slot starts (``slot_rates``, for HH unit rates) and
+local days (``daily_rates``, the row valid at local midnight: standing charges and
+MONTHLY unit rates). Both are equi-joins afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from margin_pipeline.streams.shared.calendar import (
+    HALF_HOUR_SECONDS,
+    local_date,
+    local_midnight_utc,
+    periods_in_day,
+)
+
+VAT_DIVISOR = 1.05  # published rates include 5% VAT; revenue excludes it
+OPEN_END = dt.date(9999, 12, 31)
+
+
+def supplied(volumes: DataFrame, agreements: DataFrame, tariffs: DataFrame) -> DataFrame:
+    """Volume rows covered by an agreement, with ``account_id, tariff_code, billing_grain``.
+
+    Agreements of one MPAN never overlap (ingest rejects it), so a row has at most
+    one; rows with no agreement, or whose tariff is not known yet, drop out.
+    """
+    a = agreements.select("account_id", "mpan_core", "tariff_code", "supply_start", "supply_end").alias("a")
+    v = volumes.alias("v")
+    covered = (
+        (F.col("v.mpan_core") == F.col("a.mpan_core"))
+        & (F.col("v.settlement_date") >= F.col("a.supply_start"))
+        & (F.col("a.supply_end").isNull() | (F.col("v.settlement_date") <= F.col("a.supply_end")))
+    )
+    return (
+        v.join(a, covered)
+        .select("v.*", "a.account_id", "a.tariff_code")
+        .join(tariffs.select("tariff_code", "billing_grain"), "tariff_code")
+    )
+
+
+def slot_rates(tariff_rates: DataFrame, first_day: dt.date, last_day: dt.date) -> DataFrame:
+    """Unit rate per ``(tariff_code, gsp_group, slot_start)``: the row valid at each half-hour start.
+
+    Only slots of local dates ``first_day..last_day`` are produced.
+    """
+    lo = F.unix_seconds(local_midnight_utc(F.lit(first_day)))
+    hi = F.unix_seconds(local_midnight_utc(F.lit(last_day + dt.timedelta(days=1))))  # exclusive
+    start = F.greatest(F.ceil(F.unix_seconds("valid_from") / HALF_HOUR_SECONDS) * HALF_HOUR_SECONDS, lo)
+    end = F.least(F.unix_seconds("valid_to"), hi)  # exclusive
+    return (
+        tariff_rates.where(
+            (F.col("valid_to") > F.timestamp_seconds(lo)) & (F.col("valid_from") < F.timestamp_seconds(hi))
+        )
+        .withColumn("_start", start.cast("long"))
+        .withColumn("_end", end.cast("long"))
+        .where(F.col("_start") < F.col("_end"))
+        .withColumn(
+            "slot_seconds",
+            F.explode(F.sequence(F.col("_start"), F.col("_end") - 1, F.lit(HALF_HOUR_SECONDS).cast("long"))),
+        )
+        .select(
+            "tariff_code",
+            "gsp_group",
+            F.timestamp_seconds("slot_seconds").alias("slot_start"),
+            "unit_rate_p_per_kwh",
+        )
+    )
+
+
+def daily_rates(tariff_rates: DataFrame, first_day: dt.date, last_day: dt.date) -> DataFrame:
+    """Rates valid at local midnight per ``(tariff_code, gsp_group, settlement_date)``."""
+    lo, hi = F.lit(first_day), F.lit(last_day)
+    days = F.sequence(
+        F.greatest(F.date_sub(local_date(F.col("valid_from")), 1), lo),
+        F.least(F.date_add(local_date(F.col("valid_to")), 1), hi),
+    )
+    return (
+        tariff_rates.where(
+            (F.col("valid_to") > local_midnight_utc(lo)) & (F.col("valid_from") <= local_midnight_utc(hi))
+        )
+        .where(F.date_sub(local_date(F.col("valid_from")), 1) <= hi)
+        .where(F.date_add(local_date(F.col("valid_to")), 1) >= lo)
+        .withColumn("settlement_date", F.explode(days))
+        .where(
+            (local_midnight_utc(F.col("settlement_date")) >= F.col("valid_from"))
+            & (local_midnight_utc(F.col("settlement_date")) < F.col("valid_to"))
+        )
+        .select(
+            "tariff_code",
+            "gsp_group",
+            "settlement_date",
+            "unit_rate_p_per_kwh",
+            "standing_charge_p_per_day",
+        )
+    )
+
+
+def fully_rated_days(slots: DataFrame) -> DataFrame:
+    """``(tariff_code, gsp_group, settlement_date)`` whose every period has a unit rate."""
+    return (
+        slots.withColumn("settlement_date", local_date(F.col("slot_start")))
+        .groupBy("tariff_code", "gsp_group", "settlement_date")
+        .agg(F.countDistinct("slot_start").alias("_rated"))
+        .where(F.col("_rated") == periods_in_day(F.col("settlement_date")))
+        .select("tariff_code", "gsp_group", "settlement_date")
+    )
+
+
+def pence_ex_vat_to_gbp(pence):
+    return pence / 100 / VAT_DIVISOR
+
+
+def date_bounds(frame: DataFrame) -> tuple[dt.date, dt.date] | None:
+    """First and last ``settlement_date`` in ``frame`` (None when empty)."""
+    row = frame.agg(F.min("settlement_date"), F.max("settlement_date")).first()
+    return None if row is None or row[0] is None else (row[0], row[1])
+
+
+def validity_overlaps(first_day: dt.date, last_day: dt.date) -> str:
+    """SQL predicate: rate rows whose UTC validity can touch local dates ``first_day..last_day``.
+
+    A day's margin on either side covers the UTC offset; usable for file pruning and as a filter.
+    """
+    lo = (first_day - dt.timedelta(days=1)).isoformat()
+    hi = (last_day + dt.timedelta(days=2)).isoformat()
+    return f"valid_to > '{lo}T00:00:00Z' AND valid_from < '{hi}T00:00:00Z'"

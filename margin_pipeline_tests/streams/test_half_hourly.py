@@ -1,0 +1,144 @@
+"""hh_revenue: the contract's HH revenue arithmetic on hand-worked rows, and how changes flow through."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from margin_pipeline.contracts.calendar import period_start_utc, periods_in_day
+from margin_pipeline.gold import HH_REVENUE
+from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
+from margin_pipeline_tests.streams.conftest import csv, metadata_of, read
+
+HH, FLAT = "1200000000002", "1300000000007"  # check digits: 13 % 11 % 10 = 2; 18 % 11 % 10 = 7
+DAY = dt.date(2025, 10, 1)  # BST, 48 periods; period 35 starts 16:00Z
+VOLUMES = "mpan_core,settlement_date,settlement_period,run_type,kwh,quality"
+RATES = "tariff_code,gsp_group,valid_from,valid_to,unit_rate_p_per_kwh,standing_charge_p_per_day"
+AGREEMENTS = "account_id,mpan_core,tariff_code,supply_start,supply_end"
+
+
+def stamp(instant: dt.datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hh_rates(
+    day: dt.date,
+    unit: dict[int, float],
+    default: float = 20.0,
+    standing: float = 50.0,
+    skip: tuple[int, ...] = (),
+    tariff: str = "AGILE",
+) -> list[str]:
+    rows = []
+    for p in range(1, periods_in_day(day) + 1):
+        if p in skip:
+            continue
+        start, end = period_start_utc(day, p), period_start_utc(day, p + 1)
+        rows.append(f"{tariff},_A,{stamp(start)},{stamp(end)},{unit.get(p, default)},{standing}")
+    return rows
+
+
+def volumes(mpan: str, day: dt.date, kwh: dict[int, float], run: str = "SF") -> list[str]:
+    return [f"{mpan},{day},{p},{run},{kwh.get(p, 0.1)},A" for p in range(1, periods_in_day(day) + 1)]
+
+
+BASE = {
+    "metering_points": csv("mpan_core,gsp_group,line_loss_factor", f"{HH},_A,1.05", f"{FLAT},_A,1.05"),
+    "tariffs": csv("tariff_code,billing_grain", "AGILE,HH", "STANDARD,MONTHLY"),
+    "supply_agreements": csv(AGREEMENTS, f"ACC1,{HH},AGILE,2025-09-01,", f"ACC2,{FLAT},STANDARD,2025-09-01,"),
+    "tariff_rates": csv(
+        RATES,
+        *hh_rates(DAY, {35: 42.0}),
+        "STANDARD,_A,2025-09-30T23:00:00Z,2025-12-31T00:00:00Z,25.0,51.0",
+    ),
+    "settlement_volumes": csv(VOLUMES, *volumes(HH, DAY, {35: 0.4}), *volumes(FLAT, DAY, {})),
+}
+
+
+def at(rows: list[dict], period: int, mpan: str = HH) -> dict:
+    [found] = [r for r in rows if r["settlement_period"] == period and r["mpan_core"] == mpan]
+    return found
+
+
+def test_hand_worked_revenue_row(publish, materialize, store) -> None:
+    publish(BASE)
+    result = materialize([hh_revenue_asset])
+    assert result.success
+    rows = read(store, HH_REVENUE)
+    # Only the HH-tariff MPAN is in this stream's population; the STANDARD one is monthly's.
+    assert {r["mpan_core"] for r in rows} == {HH}
+    assert len(rows) == 48
+    # Period 35: unit 42.0 p/kWh incl. VAT; standing 50 p/day from the row valid at local midnight.
+    #   0.4 x 42.0 / 100 / 1.05 = 0.16                       (16.8p ex VAT)
+    #   50 / 100 / 1.05 / 48    = 0.0099206349...            (the day's standing charge over 48 periods)
+    #   revenue_gbp             = 0.1699206349...
+    r = at(rows, 35)
+    assert (r["account_id"], r["tariff_code"]) == ("ACC1", "AGILE")
+    assert r["unit_rate_p_per_kwh"] == 42.0
+    assert r["revenue_gbp"] == pytest.approx(0.4 * 42.0 / 100 / 1.05 + 0.5 / 1.05 / 48, abs=1e-12)
+    assert r["revenue_gbp"] == pytest.approx(0.16992063492, abs=1e-9)
+    # A day's standing charge sums to exactly once per supplied day.
+    standing = sum(x["revenue_gbp"] - x["kwh"] * x["unit_rate_p_per_kwh"] / 100 / 1.05 for x in rows)
+    assert standing == pytest.approx(50 / 100 / 1.05, abs=1e-9)
+    assert metadata_of(result, ["gold", "hh_revenue"])["rows_inserted"] == 48
+
+
+def test_day_missing_a_rate_waits_until_it_arrives(publish, materialize, store) -> None:
+    publish({**BASE, "tariff_rates": csv(RATES, *hh_rates(DAY, {}, skip=(20,)))})
+    assert materialize([hh_revenue_asset]).success
+    assert read(store, HH_REVENUE) == []  # the whole MPAN-date is left out, not 47 of its periods
+    start, end = period_start_utc(DAY, 20), period_start_utc(DAY, 21)
+    publish({"tariff_rates": csv(RATES, f"AGILE,_A,{stamp(start)},{stamp(end)},20.0,50.0")})
+    meta = metadata_of(materialize([hh_revenue_asset]), ["gold", "hh_revenue"])
+    assert meta["mode"] == "incremental"
+    assert meta["rows_inserted"] == 48
+
+
+def test_rate_correction_updates_only_its_period(publish, materialize, store) -> None:
+    publish(BASE)
+    assert materialize([hh_revenue_asset]).success
+    start, end = period_start_utc(DAY, 35), period_start_utc(DAY, 36)
+    publish({"tariff_rates": csv(RATES, f"AGILE,_A,{stamp(start)},{stamp(end)},40.0,50.0")})
+    meta = metadata_of(materialize([hh_revenue_asset]), ["gold", "hh_revenue"])
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 1, 0)
+    assert at(read(store, HH_REVENUE), 35)["unit_rate_p_per_kwh"] == 40.0
+
+
+def test_switch_to_monthly_tariff_removes_the_days_from_hh_revenue(publish, materialize, store) -> None:
+    second = DAY + dt.timedelta(days=1)
+    publish(
+        {
+            **BASE,
+            "tariff_rates": csv(RATES, *hh_rates(DAY, {}), *hh_rates(second, {})),
+            "settlement_volumes": csv(VOLUMES, *volumes(HH, DAY, {}), *volumes(HH, second, {})),
+        }
+    )
+    assert materialize([hh_revenue_asset]).success
+    assert len(read(store, HH_REVENUE)) == 96
+    # Mid-month switch: AGILE ends on DAY, STANDARD from the next day (an upsert of the old row + a new row).
+    publish(
+        {
+            "supply_agreements": csv(
+                AGREEMENTS, f"ACC1,{HH},AGILE,2025-09-01,{DAY}", f"ACC1,{HH},STANDARD,{second},"
+            )
+        }
+    )
+    meta = metadata_of(materialize([hh_revenue_asset]), ["gold", "hh_revenue"])
+    assert meta["rows_deleted"] == 48
+    assert {str(r["settlement_date"]) for r in read(store, HH_REVENUE)} == {str(DAY)}
+
+
+def test_autumn_clock_change_day_needs_fifty_rates(publish, materialize, store) -> None:
+    autumn = dt.date(2025, 10, 26)
+    publish(
+        {
+            **BASE,
+            "tariff_rates": csv(RATES, *hh_rates(autumn, {})),
+            "settlement_volumes": csv(VOLUMES, *volumes(HH, autumn, {})),
+        }
+    )
+    assert materialize([hh_revenue_asset]).success
+    rows = read(store, HH_REVENUE)
+    assert len(rows) == 50
+    assert at(rows, 50)["revenue_gbp"] == pytest.approx(0.1 * 20 / 100 / 1.05 + 0.5 / 1.05 / 50, abs=1e-12)
