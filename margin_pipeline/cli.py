@@ -89,15 +89,34 @@ def _run(root: Path) -> int:
     import dagster as dg
 
     from margin_pipeline.definitions import defs
+    from margin_pipeline.orchestration.chain import run_chain
 
     instance = dg.DagsterInstance.get()
-    started = time.perf_counter()
-    result = defs.resolve_job_def("ingest").execute_in_process(instance=instance, raise_on_error=False)
-    if not result.success:
-        print(f"error: ingest run {result.run_id} failed; see `make ui` -> Runs", file=sys.stderr)
+    steps = run_chain(defs, instance)
+    print(
+        f"{'run':<20}{'status':>9}{'seconds':>9}  {'asset':<28}{'mode':<22}{'rows read':>12}{'written':>18}"
+    )
+    for step in steps:
+        status = "ok" if step.success else "FAILED"
+        lines = [
+            f"{k:<28}{m['mode']!s:<22}{m['rows_read']:>12,}"
+            f"{'+{} ~{} -{}'.format(m['rows_inserted'], m['rows_updated'], m['rows_deleted']):>18}"
+            for k, m in step.assets.items()
+            if "mode" in m
+        ] or [""]
+        print(f"{step.job:<20}{status:>9}{step.seconds:>9.1f}  {lines[0]}")
+        for line in lines[1:]:
+            print(f"{'':<38}  {line}")
+    print()
+    print(render_summary(DataRoot(root=str(root)), run_id=steps[0].run_id))
+    failed = [s for s in steps if not s.success]
+    if failed:
+        print(
+            f"\nerror: {failed[0].job} run {failed[0].run_id} failed; nothing after it ran. "
+            "See `make ui` -> Runs.",
+            file=sys.stderr,
+        )
         return 1
-    print(f"ingest run {result.run_id} succeeded in {time.perf_counter() - started:.1f}s\n")
-    print(render_summary(DataRoot(root=str(root)), run_id=result.run_id))
     return 0
 
 
@@ -105,15 +124,37 @@ def render_summary(root: DataRoot, run_id: str | None = None) -> str:
     """A short, plain-text account of the substrate and of what the last ingest did."""
     import pyarrow.compute as pc
 
+    from margin_pipeline.gold import GOLD, MONTHLY_MARGIN
     from margin_pipeline.store.delta_rs import DeltaRsStore
     from margin_pipeline.substrate.tables import INGEST_LOG, SUBSTRATE
+    from margin_pipeline.substrate.versions import latest_substrate_version
 
     store = DeltaRsStore(lake_root=str(root.lake))
-    lines = [f"data root: {root.path}", "", f"{'substrate table':<22}{'version':>8}{'rows':>14}"]
-    for name, spec in SUBSTRATE.items():
+    lines = [
+        f"data root: {root.path}   substrate version: {latest_substrate_version(store) or 'none'}",
+        "",
+        f"{'table':<32}{'version':>8}{'rows':>14}",
+    ]
+    tables = [(f"substrate/{n}", s) for n, s in SUBSTRATE.items()] + [
+        (f"gold/{n}", s) for n, s in GOLD.items()
+    ]
+    for name, spec in tables:
         version = store.version(spec)
         rows = store.row_count(spec) if version is not None else 0
-        lines.append(f"{name:<22}{'-' if version is None else version:>8}{rows:>14,}")
+        lines.append(f"{name:<32}{'-' if version is None else version:>8}{rows:>14,}")
+    if store.version(MONTHLY_MARGIN) is not None:
+        margin = store.read_arrow(MONTHLY_MARGIN)
+        if margin.num_rows:
+            total = {
+                c: pc.sum(margin.column(c)).as_py() for c in ("kwh", "revenue_gbp", "cost_gbp", "margin_gbp")
+            }
+            final = pc.sum(margin.column("final").cast("int64")).as_py()
+            lines += [
+                "",
+                f"monthly_margin: {margin.num_rows} account-months ({final} final): {total['kwh']:,.0f} kWh, "
+                f"revenue GBP {total['revenue_gbp']:,.2f}, cost GBP {total['cost_gbp']:,.2f}, "
+                f"margin GBP {total['margin_gbp']:,.2f}",
+            ]
     if store.version(INGEST_LOG) is not None:
         log = store.read_arrow(INGEST_LOG)
         if run_id:

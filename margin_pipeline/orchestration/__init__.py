@@ -1,0 +1,1 @@
+"""Cross-stream order: what runs after what, and the synchronous chain behind ``margin-pipeline run``."""
