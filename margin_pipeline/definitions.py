@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from margin_pipeline.operations.maintenance import table_maintenance
 from margin_pipeline.reconciled.assets import hh_margin_asset, reconciled_job
 from margin_pipeline.resources import build_resources
 from margin_pipeline.streams.half_hourly.assets import half_hourly_stream, hh_revenue_asset
@@ -21,7 +22,14 @@ def build_definitions() -> dg.Definitions:
             monthly_margin_asset,
             hh_margin_asset,
         ],
-        jobs=[ingest_job, settlement_stream, half_hourly_stream, monthly_stream, reconciled_job],
+        jobs=[
+            ingest_job,
+            settlement_stream,
+            half_hourly_stream,
+            monthly_stream,
+            reconciled_job,
+            table_maintenance,
+        ],
         sensors=[landing_sensor],
         resources=build_resources(),
     )

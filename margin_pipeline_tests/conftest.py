@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import pytest
+from dagster_pyspark import PySparkResource
 
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.substrate.ingest import ingest, pending_files
+from margin_pipeline.substrate.versions import record_substrate_version
 
 
 @pytest.fixture
@@ -59,3 +64,32 @@ def spark() -> Iterator[object]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def publish(data_root: DataRoot, store: DeltaRsStore, drop) -> Callable[..., int]:
+    """Drop ``{feed: text}`` files, ingest them, record a substrate version; returns N."""
+    counter = iter(range(10_000))
+
+    def _publish(files: dict[str, str]) -> int:
+        for feed, text in files.items():
+            drop(feed, f"{next(counter):05d}_{feed}.csv", text)
+        report = ingest(data_root, store, pending_files(data_root))
+        assert not report.rejected, [str(f.rejection) for f in report.rejected]
+        return record_substrate_version(store, "test").number
+
+    return _publish
+
+
+@pytest.fixture
+def materialize(store: DeltaRsStore, spark) -> Callable[..., dg.ExecuteInProcessResult]:
+    """Materialize assets with the embedded resources (the session fixture's Spark is reused)."""
+
+    def _materialize(assets: list[Any], config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
+        from margin_pipeline.resources import LOCAL_SPARK_CONFIG
+
+        resources = {"store": store, "pyspark": PySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
+        run_config = {"ops": {name: {"config": cfg} for name, cfg in (config or {}).items()}}
+        return dg.materialize(assets, resources=resources, run_config=run_config)
+
+    return _materialize

@@ -31,3 +31,77 @@ def test_landing_sensor_targets_ingest_and_starts_running() -> None:
     sensor = defs.resolve_sensor_def("landing_sensor")
     assert sensor.job_name == "ingest"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_asset_graph_snapshot() -> None:
+    """The whole graph: an accidental change to what depends on what shows up here in review."""
+    graph = {
+        s.key.to_user_string(): (s.group_name, sorted(d.asset_key.to_user_string() for d in s.deps))
+        for s in defs.resolve_all_asset_specs()
+        if s.group_name != "substrate"
+    }
+    assert graph == {
+        "gold/settlement_cost_hh": (
+            "settlement",
+            [
+                "substrate/charges",
+                "substrate/metering_points",
+                "substrate/prices",
+                "substrate/settlement_volumes",
+            ],
+        ),
+        "gold/hh_revenue": (
+            "half_hourly",
+            [
+                "substrate/metering_points",
+                "substrate/settlement_volumes",
+                "substrate/supply_agreements",
+                "substrate/tariff_rates",
+                "substrate/tariffs",
+            ],
+        ),
+        "silver/monthly_day_ledger": (
+            "monthly",
+            [
+                "gold/hh_revenue",
+                "gold/settlement_cost_hh",
+                "substrate/metering_points",
+                "substrate/settlement_volumes",
+                "substrate/supply_agreements",
+                "substrate/tariff_rates",
+                "substrate/tariffs",
+            ],
+        ),
+        "gold/monthly_margin": ("monthly", ["silver/monthly_day_ledger", "substrate/supply_agreements"]),
+        "gold/hh_margin": ("reconciled", ["gold/hh_revenue", "gold/settlement_cost_hh"]),
+    }
+
+
+def test_each_stream_is_its_own_job_with_its_own_tag() -> None:
+    jobs = {j.name: j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert {name: j.tags.get("margin_pipeline/stream") for name, j in jobs.items()} == {
+        "ingest": "ingest",
+        "settlement_stream": "settlement",
+        "half_hourly_stream": "half_hourly",
+        "monthly_stream": "monthly",
+        "reconciled": "reconciled",
+        "table_maintenance": "maintenance",
+    }
+
+
+def test_stream_profiles_are_their_own_run_config() -> None:
+    """Each stream's launchpad shows its own profile, with its own defaults."""
+    from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
+    from margin_pipeline.streams.monthly.profile import MonthlyProfile
+    from margin_pipeline.streams.settlement.profile import SettlementProfile
+
+    defaults = {
+        p.__name__: p().shuffle_partitions for p in (SettlementProfile, HalfHourlyProfile, MonthlyProfile)
+    }
+    assert defaults == {"SettlementProfile": 8, "HalfHourlyProfile": 4, "MonthlyProfile": 2}
+    job = defs.resolve_job_def("settlement_stream")
+    fields = job.run_config_schema.config_type.fields["ops"].config_type.fields
+    assert (
+        "shuffle_partitions"
+        in fields["gold__settlement_cost_hh"].config_type.fields["config"].config_type.fields
+    )

@@ -4,16 +4,14 @@ The orchestration layer decides *when* it runs (only once every stream has
 consumed the same substrate version); this module only says *what* it computes.
 """
 
-import dagster as dg
-from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_MARGIN, HH_REVENUE, SETTLEMENT_COST_HH
 from margin_pipeline.reconciled.rules import KEY, hh_margin
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.profile import StreamProfile
-from margin_pipeline.streams.shared.runner import Source, StreamRun, refresh
+from margin_pipeline.streams.shared.runner import Source, StreamRun
 
 STREAM = "reconciled"
 SOURCES = [
@@ -41,29 +39,19 @@ def plan_reconciled(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     return hh_margin(revenue, cost), keys
 
 
-@dg.asset(
-    key=["gold", "hh_margin"],
-    group_name=STREAM,
-    deps=[dg.AssetKey(["gold", "hh_revenue"]), dg.AssetKey(["gold", "settlement_cost_hh"])],
-    kinds={"spark", "delta"},
+hh_margin_asset = stream_asset(
+    stream=STREAM,
+    output=HH_MARGIN,
+    sources=SOURCES,
+    plan=plan_reconciled,
+    profile=ReconciledProfile,
     description="Half-hourly margin of HH-tariff days: revenue minus cost for the keys present in both "
     "hh_revenue and settlement_cost_hh. Published only once settlement, half_hourly and monthly have all "
-    "consumed the same substrate version. Key: mpan_core, settlement_date, settlement_period.",
-    metadata={"dagster/table_name": HH_MARGIN.name, "key": ", ".join(HH_MARGIN.key)},
-    pool="reconciled",
+    "consumed the same substrate version.",
 )
-def hh_margin_asset(
-    context: dg.AssetExecutionContext,
-    config: ReconciledProfile,
-    store: DeltaRsStore,
-    pyspark: PySparkResource,
-) -> dg.MaterializeResult:
-    return refresh(context, config, store, pyspark, STREAM, SOURCES, HH_MARGIN, plan_reconciled)
 
-
-reconciled_job = dg.define_asset_job(
+reconciled_job = stream_job(
     "reconciled",
-    selection=dg.AssetSelection.groups(STREAM),
-    description="Publish hh_margin (launched by the watermark gate once every stream has consumed N).",
-    tags={"margin_pipeline/stream": STREAM},
+    STREAM,
+    "Publish hh_margin (launched by the watermark gate once every stream has consumed N).",
 )

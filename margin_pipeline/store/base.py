@@ -45,6 +45,11 @@ class TableSpec:
     def value_columns(self) -> tuple[str, ...]:
         return tuple(n for n in self.schema.names if n not in self.key)
 
+    @property
+    def asset_key(self) -> dg.AssetKey:
+        """The table's Dagster asset key is its path under the lake: gold/hh_revenue -> [gold, hh_revenue]."""
+        return dg.AssetKey(self.name.split("/"))
+
 
 @dataclass(frozen=True)
 class MergeOutcome:

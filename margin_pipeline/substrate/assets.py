@@ -25,7 +25,7 @@ DESCRIPTIONS = {
 
 
 def substrate_key(feed: str) -> dg.AssetKey:
-    return dg.AssetKey(["substrate", feed])
+    return SUBSTRATE[feed].asset_key
 
 
 class IngestConfig(dg.Config):

@@ -9,13 +9,20 @@ and values (1e-6 GBP). The generator's timeline brings restatements (SF..RF),
 deletes (registration corrections), late metering points, a levy restatement,
 HH rate corrections and mid-month tariff switches within these 26-day windows.
 
+On top of the generator's own events, corrections that are sure to touch data
+already computed are injected at random points: a whole day-ahead rate file
+re-issued after that day's volumes exist, every charge restated, every line loss
+factor corrected, and an equal-rank price re-delivery with one price changed.
+
 Finally the last change range is replayed (watermarks rewound): no published
 table may get a new commit, so no new change-feed rows.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import random
 import shutil
 from pathlib import Path
@@ -71,6 +78,35 @@ def assert_same(incremental: dict[tuple, dict], full: dict[tuple, dict], name: s
                 assert value == other, (name, key, column, value, other)
 
 
+def corrected(path: Path, rng: random.Random) -> tuple[str, str] | None:
+    """A correction of an applied file that is sure to change computed outputs, or None."""
+    feed = path.parent.name
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    if not rows:
+        return None
+    if feed == "tariff_rates":
+        for row in rows:
+            row["unit_rate_p_per_kwh"] = f"{float(row['unit_rate_p_per_kwh']) + 1.0:.4f}"
+    elif feed == "charges":
+        for row in rows:
+            row["rate"] = f"{float(row['rate']) * 1.01:.4f}"
+    elif feed == "metering_points":
+        for row in rows:
+            row["line_loss_factor"] = f"{min(1.2, float(row['line_loss_factor']) + 0.001):.3f}"
+    elif feed == "prices":
+        day = rng.choice(sorted({r["settlement_date"] for r in rows}))
+        rows = [r for r in rows if r["settlement_date"] == day]
+        changed = rng.choice(rows)
+        changed["price_gbp_per_mwh"] = f"{float(changed['price_gbp_per_mwh']) + 7.5:.2f}"
+    else:
+        return None
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return feed, out.getvalue()
+
+
 def publication_days(landing: Path) -> list[list[Path]]:
     """Landing files grouped by as-of date, in publication order."""
     days: dict[str, list[Path]] = {}
@@ -98,7 +134,7 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
 
     days = publication_days(generated.landing)
     applied: list[Path] = []
-    position, cycles = 0, 0
+    position, cycles, corrections = 0, 0, 0
     while position < len(days):
         batch = [f for day in days[position : position + rng.randint(1, 4)] for f in day]
         position += len(batch) and len({f.name.split("_")[0] for f in batch})
@@ -110,6 +146,15 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
             applied.append(source)
+        # Corrections of files applied at least two batches ago, so their day's volumes exist.
+        for source in rng.sample(applied[: max(0, len(applied) - 8)], k=min(2, max(0, len(applied) - 8))):
+            correction = corrected(source, rng)
+            if correction is not None:
+                feed, text = correction
+                target = root.landing / feed / f"{len(applied):04d}_correction_{source.name}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+                corrections += 1
         report = ingest(root, store, pending_files(root))
         assert not report.rejected, [str(f.rejection) for f in report.rejected]
         if report.changed:
@@ -120,6 +165,7 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
             run_streams(store)
             cycles += 1
     assert cycles >= 2
+    assert corrections >= 3
 
     full_lake = tmp_path / "full" / "lake"
     shutil.copytree(root.lake / "substrate", full_lake / "substrate")

@@ -1,16 +1,14 @@
 """The half_hourly stream's assets and job: ``gold/hh_revenue`` from the substrate."""
 
-import dagster as dg
-from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_REVENUE
-from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
+from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import agreement_ranges, rate_ranges, tariff_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamRun, refresh
+from margin_pipeline.streams.shared.runner import Source, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
@@ -19,7 +17,6 @@ from margin_pipeline.streams.shared.volumes import (
     volumes_in_ranges,
     volumes_of_mpans,
 )
-from margin_pipeline.substrate.assets import substrate_key
 from margin_pipeline.substrate.tables import SUBSTRATE
 
 STREAM = "half_hourly"
@@ -38,8 +35,7 @@ def plan_half_hourly(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     bounds = date_bounds(scope.rows)
     if bounds is None:
         return run.empty(HH_REVENUE), scope.keys
-    first, last = bounds
-    rates = run.snapshot("tariff_rates", where=validity_overlaps(first, last))
+    rates = run.snapshot("tariff_rates", where=validity_overlaps(*bounds))
     return hh_revenue(scope.rows, metering_points, agreements, tariffs, rates, bounds), scope.keys
 
 
@@ -57,29 +53,18 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame, agreements: D
     return volume_scope(run, fanned_out)
 
 
-@dg.asset(
-    key=["gold", "hh_revenue"],
-    group_name=STREAM,
-    deps=[substrate_key(s.name) for s in SOURCES],
-    kinds={"spark", "delta"},
+hh_revenue_asset = stream_asset(
+    stream=STREAM,
+    output=HH_REVENUE,
+    sources=SOURCES,
+    plan=plan_half_hourly,
+    profile=HalfHourlyProfile,
     description="Half-hourly revenue (ex VAT) of MPAN-days on HH tariffs: kWh at the half-hour's unit rate "
-    "plus the day's standing charge spread over its periods (contracts.md 'Revenue'). Key: mpan_core, "
-    "settlement_date, settlement_period.",
-    metadata={"dagster/table_name": HH_REVENUE.name, "key": ", ".join(HH_REVENUE.key)},
-    pool="half_hourly",
+    "plus the day's standing charge spread over its periods (contracts.md 'Revenue').",
 )
-def hh_revenue_asset(
-    context: dg.AssetExecutionContext,
-    config: HalfHourlyProfile,
-    store: DeltaRsStore,
-    pyspark: PySparkResource,
-) -> dg.MaterializeResult:
-    return refresh(context, config, store, pyspark, STREAM, SOURCES, HH_REVENUE, plan_half_hourly)
 
-
-half_hourly_stream = dg.define_asset_job(
+half_hourly_stream = stream_job(
     "half_hourly_stream",
-    selection=dg.AssetSelection.groups(STREAM),
-    description="Half-hourly stream: revenue of HH-tariff days, from the substrate change feed.",
-    tags={"margin_pipeline/stream": STREAM},
+    STREAM,
+    "Half-hourly stream: revenue of HH-tariff days, from the substrate change feed.",
 )

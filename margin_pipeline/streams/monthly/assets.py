@@ -5,23 +5,20 @@ The ledger consumes the substrate and the two upstream published tables
 grain; the margin consumes the ledger's change feed at account x month grain.
 """
 
-import dagster as dg
-from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.gold import HH_REVENUE, MONTHLY_MARGIN, SETTLEMENT_COST_HH
-from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.monthly.rules import DAY, day_ledger, monthly_margin
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
+from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.calendar import month_start
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import agreement_ranges, rate_ranges, tariff_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamRun, refresh
+from margin_pipeline.streams.shared.runner import Source, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import volumes_in_ranges, volumes_of_mpans
-from margin_pipeline.substrate.assets import substrate_key
 from margin_pipeline.substrate.tables import SUBSTRATE
 
 STREAM = "monthly"
@@ -51,8 +48,7 @@ def plan_ledger(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     bounds = date_bounds(volumes)
     if bounds is None:
         return run.empty(DAY_LEDGER), days
-    first, last = bounds
-    rates = run.snapshot("tariff_rates", where=validity_overlaps(first, last))
+    rates = run.snapshot("tariff_rates", where=validity_overlaps(*bounds))
     costs = run.rows_for("settlement_cost_hh", days, DAY)
     revenue = run.rows_for("hh_revenue", days, DAY)
     ledger = day_ledger(volumes, metering_points, agreements, tariffs, rates, costs, revenue, bounds)
@@ -124,46 +120,29 @@ def _affected_months(run: StreamRun, ledger: DataFrame) -> DataFrame:
     return months.where(F.col("account_id").isNotNull()).distinct().cache()
 
 
-@dg.asset(
-    key=["silver", "monthly_day_ledger"],
-    group_name=STREAM,
-    deps=[substrate_key(s.name) for s in LEDGER_SOURCES if s.pinned_by_substrate]
-    + [dg.AssetKey(["gold", "settlement_cost_hh"]), dg.AssetKey(["gold", "hh_revenue"])],
-    kinds={"spark", "delta"},
+monthly_day_ledger = stream_asset(
+    stream=STREAM,
+    watermark=LEDGER_WATERMARK,
+    output=DAY_LEDGER,
+    sources=LEDGER_SOURCES,
+    plan=plan_ledger,
+    profile=MonthlyProfile,
     description="Internal to the monthly stream: one row per supplied MPAN-day with volumes — meter kWh, "
     "revenue, cost, run type and whether the day contributes to its month.",
-    metadata={"dagster/table_name": DAY_LEDGER.name, "key": ", ".join(DAY_LEDGER.key)},
-    pool="monthly",
 )
-def monthly_day_ledger(
-    context: dg.AssetExecutionContext, config: MonthlyProfile, store: DeltaRsStore, pyspark: PySparkResource
-) -> dg.MaterializeResult:
-    return refresh(context, config, store, pyspark, LEDGER_WATERMARK, LEDGER_SOURCES, DAY_LEDGER, plan_ledger)
 
-
-@dg.asset(
-    key=["gold", "monthly_margin"],
-    group_name=STREAM,
-    deps=[monthly_day_ledger, substrate_key("supply_agreements")],
-    kinds={"spark", "delta"},
+monthly_margin_asset = stream_asset(
+    stream=STREAM,
+    watermark=MARGIN_WATERMARK,
+    output=MONTHLY_MARGIN,
+    sources=MARGIN_SOURCES,
+    plan=plan_margin,
+    profile=MonthlyProfile,
     description="Monthly margin of every account: kWh, revenue, cost and margin over the month's "
     "contributing MPAN-days, with the billing grain and whether the month is final "
-    "(contracts.md 'monthly_margin'). "
-    "Key: account_id, month.",
-    metadata={"dagster/table_name": MONTHLY_MARGIN.name, "key": ", ".join(MONTHLY_MARGIN.key)},
-    pool="monthly",
+    "(contracts.md 'monthly_margin').",
 )
-def monthly_margin_asset(
-    context: dg.AssetExecutionContext, config: MonthlyProfile, store: DeltaRsStore, pyspark: PySparkResource
-) -> dg.MaterializeResult:
-    return refresh(
-        context, config, store, pyspark, MARGIN_WATERMARK, MARGIN_SOURCES, MONTHLY_MARGIN, plan_margin
-    )
 
-
-monthly_stream = dg.define_asset_job(
-    "monthly_stream",
-    selection=dg.AssetSelection.groups(STREAM),
-    description="Monthly stream: per-MPAN-day ledger, then monthly margin per account.",
-    tags={"margin_pipeline/stream": STREAM},
+monthly_stream = stream_job(
+    "monthly_stream", STREAM, "Monthly stream: per-MPAN-day ledger, then monthly margin per account."
 )

@@ -1,16 +1,14 @@
 """The settlement stream's assets and job: ``gold/settlement_cost_hh`` from the substrate."""
 
-import dagster as dg
-from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import SETTLEMENT_COST_HH
-from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.settlement.profile import SettlementProfile
 from margin_pipeline.streams.settlement.rules import settlement_cost
+from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import charge_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamRun, dates_in, refresh
+from margin_pipeline.streams.shared.runner import Source, StreamRun, dates_in
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
     full_scope,
@@ -19,7 +17,6 @@ from margin_pipeline.streams.shared.volumes import (
     volumes_of_mpans,
     volumes_of_slots,
 )
-from margin_pipeline.substrate.assets import substrate_key
 from margin_pipeline.substrate.tables import SUBSTRATE
 
 STREAM = "settlement"
@@ -50,30 +47,18 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame) -> VolumeScop
     return volume_scope(run, fanned_out)
 
 
-@dg.asset(
-    key=["gold", "settlement_cost_hh"],
-    group_name=STREAM,
-    deps=[substrate_key(s.name) for s in SOURCES],
-    kinds={"spark", "delta"},
+settlement_cost_hh = stream_asset(
+    stream=STREAM,
+    output=SETTLEMENT_COST_HH,
+    sources=SOURCES,
+    plan=plan_settlement,
+    profile=SettlementProfile,
     description="Half-hourly industry cost of every MPAN with volumes: energy at the wholesale price plus "
-    "network, balancing and policy charges (contracts.md 'Settlement cost'). Key: mpan_core, "
-    "settlement_date, "
-    "settlement_period.",
-    metadata={"dagster/table_name": SETTLEMENT_COST_HH.name, "key": ", ".join(SETTLEMENT_COST_HH.key)},
-    pool="settlement",
+    "network, balancing and policy charges (contracts.md 'Settlement cost').",
 )
-def settlement_cost_hh(
-    context: dg.AssetExecutionContext,
-    config: SettlementProfile,
-    store: DeltaRsStore,
-    pyspark: PySparkResource,
-) -> dg.MaterializeResult:
-    return refresh(context, config, store, pyspark, STREAM, SOURCES, SETTLEMENT_COST_HH, plan_settlement)
 
-
-settlement_stream = dg.define_asset_job(
+settlement_stream = stream_job(
     "settlement_stream",
-    selection=dg.AssetSelection.groups(STREAM),
-    description="Settlement stream: half-hourly cost for every meter, from the substrate change feed.",
-    tags={"margin_pipeline/stream": STREAM},
+    STREAM,
+    "Settlement stream: half-hourly cost for every meter, from the substrate change feed.",
 )

@@ -1,0 +1,1 @@
+"""Operating the pipeline: table maintenance (and, later, alerts, SLAs, rollback)."""
