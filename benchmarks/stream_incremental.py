@@ -1,0 +1,767 @@
+"""Incremental vs full recompute of the five stream assets after one day's publication.
+
+    python -m benchmarks.stream_incremental [--meters 1000] [--days 30 90 180] [--seed 7]
+                                            [--out benchmarks/results/stream_incremental.json]
+
+For each history length D (ascending):
+
+1. The history: as-of days ``0..D-1`` of ``Scenario(meters, days=max(D), seed)`` are ingested
+   (one ``ingest()`` per as-of day, a substrate version recorded after each) and the streams
+   have processed substrate version ``N(D-1)`` (a full build for the first D, a full rebuild
+   pinned at ``N(D-1)`` after that).
+2. The publication: as-of day D (the SF of a new settlement date plus the restatements due
+   that day) is substrate version ``N(D)``.
+3. Incremental: the five stream assets are materialized one by one, pinned at ``N(D)``, on
+   the lake holding the history: their change range is exactly day D's publication.
+4. Full: ``lake/substrate`` and ``lake/control/substrate_versions`` are copied into a fresh
+   lake and the five assets are materialized there pinned at ``N(D)`` (no watermarks: full).
+
+The whole history (as-of days ``0..max(D)``) is generated and ingested once, before any
+stream runs; streams pin the substrate version, so a stream run pinned at ``N(D)`` sees
+exactly the substrate "as of after day D" (the generator is prefix-stable:
+``generate_next_day`` relies on it). Ingest is not what is measured here.
+
+Per asset the figures are the materialization's metadata (``StreamRun.metadata``: mode,
+rows_read = change-feed + snapshot rows, full_rescan_rows, rows written, wall_seconds), the
+wall time of the ``dg.materialize`` call around it, and the snapshot rows read per source
+(captured by wrapping ``StreamRun.metadata``; product code is not modified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from benchmarks.ingest_throughput import batches, generate
+from benchmarks.report import (
+    RESULTS_DIR,
+    Column,
+    machine_info,
+    peak_rss_mb,
+    print_table,
+    timestamp,
+    write_json,
+)
+from margin_pipeline.settings import DataRoot
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.substrate.ingest import ingest
+from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.substrate.versions import record_substrate_version
+from margin_pipeline.synthetic import Scenario
+
+NAME = "stream_incremental"
+DEFAULT_OUT = RESULTS_DIR / f"{NAME}.json"
+PREPARED = "stream_incremental_prepared.json"
+VOLUMES = "settlement_volumes"
+#: Incremental wall time "grows with history" when the longest history's exceeds the shortest's by this.
+GROWTH_TOLERANCE = 1.10
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- substrate
+
+
+def prepare(root: DataRoot, scenario: Scenario) -> dict[str, Any]:
+    """Generate and ingest as-of days ``0..scenario.days``, one batch each; substrate version per day.
+
+    Reused when ``root`` already holds a prepared substrate of the same scenario.
+    """
+    marker = Path(root.root) / PREPARED
+    if marker.exists():
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+        if saved["scenario"] == json.loads(json.dumps(scenario.to_json(), default=str)):
+            log(f"reusing the prepared substrate in {root.root}")
+            return saved
+    store = DeltaRsStore(lake_root=str(root.lake))
+    log(f"generating {scenario.meters} meters x {scenario.days} days into {root.root} ...")
+    generation = generate(root, scenario)
+    log(f"  {generation['total_rows']:,} rows in {generation['files']} files, {generation['seconds']:.1f} s")
+    started = time.perf_counter()
+    days = []
+    for index, (asof, files) in enumerate(batches(root)):
+        batch_started = time.perf_counter()
+        report = ingest(root, store, files, run_id=f"bench-{asof}")
+        if report.rejected:
+            raise RuntimeError(f"as-of day {index}: rejected {[str(f.rejection) for f in report.rejected]}")
+        pin = record_substrate_version(store, f"bench-{asof}")
+        rows = sum(o.applied.rows for o in report.files if o.applied is not None)
+        days.append(
+            {
+                "asof_day": index,
+                "asof_date": asof,
+                "substrate_version": pin.number,
+                "tables": pin.tables,
+                "files": len(files),
+                "rows": rows,
+                "seconds": time.perf_counter() - batch_started,
+            }
+        )
+        if index % 10 == 0 or index == scenario.days:
+            log(f"  ingested as-of day {index} ({asof}): {rows:,} rows, N={pin.number}")
+    prepared = {
+        "scenario": json.loads(json.dumps(scenario.to_json(), default=str)),
+        "generation": generation,
+        "ingest_seconds": time.perf_counter() - started,
+        "days": days,
+    }
+    marker.write_text(json.dumps(prepared, indent=2, default=str), encoding="utf-8")
+    return prepared
+
+
+def publication(store: DeltaRsStore, before: dict[str, int | None], after: dict[str, int | None]) -> dict:
+    """What as-of day D published, from the change feed of each substrate table between two pins.
+
+    Volumes rows are split into new dates (inserts), restatements whose kwh/quality changed and
+    restatements that only move ``run_type`` (same values, new run): the last are the rows a
+    change feed would not carry if the run were held per (feed, date) rather than per row.
+    """
+    tables: dict[str, Any] = {}
+    for feed, spec in SUBSTRATE.items():
+        start, end = before.get(feed), after.get(feed)
+        if end is None or start == end:
+            continue
+        changes = store.read_changes_arrow(spec, -1 if start is None else start, end)
+        types = changes.column("_change_type")
+        counts = {k: int(v) for k, v in zip(*_value_counts(types), strict=True)}
+        entry: dict[str, Any] = {"cf_rows": changes.num_rows, "by_change_type": counts}
+        if feed == VOLUMES:
+            entry.update(_volume_split(changes, spec))
+        tables[feed] = entry
+    return tables
+
+
+def _value_counts(values: pa.ChunkedArray) -> tuple[list[str], list[int]]:
+    counted = pc.value_counts(values).to_pylist()
+    return [c["values"] for c in counted], [c["counts"] for c in counted]
+
+
+def _values_differ(joined: pa.Table, values: list[str]) -> pa.ChunkedArray | None:
+    """Per joined (post, pre) row: does any of ``values`` differ (floats beyond 1e-9, nulls as values)?"""
+    changed = None
+    for column in values:
+        new, old = joined.column(column), joined.column(f"{column}__pre")
+        if pa.types.is_floating(new.type):
+            differs = pc.greater(pc.abs(pc.subtract(new, old)), 1e-9)
+        else:
+            differs = pc.invert(pc.equal(new, old))
+        both_null = pc.and_(pc.is_null(new), pc.is_null(old))
+        differs = pc.and_(pc.fill_null(differs, True), pc.invert(both_null))
+        changed = differs if changed is None else pc.or_(changed, differs)
+    return changed
+
+
+def run_type_split(store: DeltaRsStore, spec: Any, before: int, after: int) -> dict[str, Any]:
+    """Change feed of an output that carries ``run_type`` (settlement_cost_hh, monthly_day_ledger)
+    between two versions: updated rows whose values other than ``run_type`` changed vs the rest."""
+    changes = store.read_changes_arrow(spec, before, after)
+    key = list(spec.key)
+    types = changes.column("_change_type")
+    pre = changes.filter(pc.equal(types, "update_preimage"))
+    post = changes.filter(pc.equal(types, "update_postimage"))
+    values = [c for c in spec.schema.names if c not in key and c != "run_type"]
+    joined = post.select([*key, *values]).join(pre.select([*key, *values]), key, right_suffix="__pre")
+    changed = _values_differ(joined, values)
+    value_changed = int(pc.sum(changed).as_py() or 0) if changed is not None else 0
+    return {
+        "cf_rows": changes.num_rows,
+        "updated_rows": joined.num_rows,
+        "updated_rows_values_changed": value_changed,
+        "cf_rows_run_type_only": 2 * (joined.num_rows - value_changed),
+    }
+
+
+def output_splits(store: DeltaRsStore, incremental: list[dict[str, Any]]) -> dict[str, Any]:
+    """``run_type_split`` of the commit each incremental run made to an output holding ``run_type``."""
+    from margin_pipeline.gold import GOLD
+    from margin_pipeline.streams.monthly.tables import DAY_LEDGER
+
+    specs = {spec.name: spec for spec in [*GOLD.values(), DAY_LEDGER]}
+    out = {}
+    for record in incremental:
+        spec = specs.get(record["asset"])
+        version = record.get("output_version")
+        if spec is None or version is None or "run_type" not in spec.schema.names:
+            continue
+        out[record["asset"]] = run_type_split(store, spec, version - 1, version)
+    return out
+
+
+def _volume_split(changes: pa.Table, spec: Any) -> dict[str, Any]:
+    key = list(spec.key)
+    types = changes.column("_change_type")
+    inserts = changes.filter(pc.equal(types, "insert"))
+    pre = changes.filter(pc.equal(types, "update_preimage"))
+    post = changes.filter(pc.equal(types, "update_postimage"))
+    deletes = changes.filter(pc.equal(types, "delete"))
+    values = [c for c in spec.schema.names if c not in key and c != "run_type"]
+    joined = post.select([*key, *values, "run_type"]).join(
+        pre.select([*key, *values, "run_type"]), key, right_suffix="__pre"
+    )
+    changed = _values_differ(joined, values)
+    value_changed = int(pc.sum(changed).as_py() or 0) if changed is not None else 0
+    updates = joined.num_rows
+    dates_new = pc.unique(inserts.column("settlement_date")).to_pylist() if inserts.num_rows else []
+    restated = pc.unique(post.column("settlement_date")).to_pylist() if post.num_rows else []
+    by_run = {}
+    if post.num_rows:
+        runs, counts = _value_counts(post.column("run_type"))
+        by_run = dict(zip(runs, counts, strict=True))
+    return {
+        "new_dates": sorted(str(d) for d in dates_new),
+        "restated_dates": sorted(str(d) for d in restated),
+        "restated_rows_by_run": by_run,
+        "inserted_rows": inserts.num_rows,
+        "deleted_rows": deletes.num_rows,
+        "updated_rows": updates,
+        "updated_rows_values_changed": value_changed,
+        "updated_rows_run_type_only": updates - value_changed,
+        # An update is a pre- and a post-image: two change-feed rows.
+        "cf_rows_run_type_only": 2 * (updates - value_changed),
+        "cf_rows_if_run_held_per_date": inserts.num_rows + deletes.num_rows + 2 * value_changed,
+    }
+
+
+def recorded_days(store: DeltaRsStore, needed: int, wait: bool) -> dict[int, dict[str, Any]]:
+    """As-of day -> its substrate version and table versions, from ``control/substrate_versions``
+    (the run id of each is ``bench-<asof-date>``). With ``wait``, polls until ``needed`` days are
+    recorded (a concurrent ``--prepare-only`` is still ingesting)."""
+    from margin_pipeline.substrate.tables import SUBSTRATE_VERSIONS
+
+    while True:
+        rows = (
+            store.read_arrow(SUBSTRATE_VERSIONS).to_pylist()
+            if store.version(SUBSTRATE_VERSIONS) is not None
+            else []
+        )
+        pins: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            pin = pins.setdefault(row["substrate_version"], {"run_id": row["run_id"], "tables": {}})
+            pin["tables"][row["table"]] = row["delta_version"]
+        ordered = sorted(pins.items())
+        if len(ordered) >= needed or not wait:
+            break
+        log(f"waiting for ingest: {len(ordered)} of {needed} as-of days recorded")
+        time.sleep(30)
+    return {
+        index: {
+            "asof_day": index,
+            "asof_date": pin["run_id"].removeprefix("bench-"),
+            "substrate_version": number,
+            "tables": pin["tables"],
+        }
+        for index, (number, pin) in enumerate(ordered)
+    }
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class Capture:
+    """Snapshot rows read per source of each stream run (wraps ``StreamRun.metadata``)."""
+
+    def __init__(self) -> None:
+        self.by_stream: dict[str, dict[str, int]] = {}
+        self._original: Any = None
+
+    def install(self) -> None:
+        from margin_pipeline.streams.shared import runner
+
+        original = runner.StreamRun.__dict__["metadata"]
+        capture = self
+
+        @functools.wraps(original)
+        def metadata(run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            capture.by_stream[run.stream] = dict(run.rows_read)
+            return original(run, *args, **kwargs)
+
+        runner.StreamRun.metadata = metadata
+        self._original = original
+
+    def uninstall(self) -> None:
+        from margin_pipeline.streams.shared import runner
+
+        if self._original is not None:
+            runner.StreamRun.metadata = self._original
+            self._original = None
+
+
+def assets() -> list[Any]:
+    """The five stream assets in dependency order (as the incremental-equals-full test runs them)."""
+    from margin_pipeline.reconciled.assets import hh_margin_asset
+    from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
+    from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_margin_asset
+    from margin_pipeline.streams.settlement.assets import settlement_cost_hh
+
+    return [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
+
+
+METADATA_KEYS = (
+    "mode",
+    "full_rebuild_reason",
+    "substrate_version",
+    "rows_read",
+    "change_feed_rows_read",
+    "change_feed_rows_by_source",
+    "snapshot_rows_read",
+    "full_rescan_rows",
+    "rows_read_pct_of_full",
+    "keys_recomputed",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "wall_seconds",
+    "output_version",
+)
+
+
+def run_streams(
+    store: DeltaRsStore, pyspark: Any, capture: Capture, pin: int, full_rebuild: bool = False, label: str = ""
+) -> list[dict[str, Any]]:
+    """Materialize each stream asset on its own (dependency order), pinned at substrate version ``pin``."""
+    import dagster as dg
+
+    records = []
+    for asset in assets():
+        config = {"substrate_version": pin, "full_rebuild": full_rebuild}
+        run_config = {"ops": {asset.op.name: {"config": config}}}
+        capture.by_stream.clear()
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        result = dg.materialize(
+            [asset], resources={"store": store, "pyspark": pyspark}, run_config=run_config
+        )
+        seconds = time.perf_counter() - started
+        if not result.success:
+            raise RuntimeError(f"{asset.key.to_user_string()} failed ({label})")
+        [event] = result.get_asset_materialization_events()
+        metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+        record = {"asset": asset.key.to_user_string(), **{k: metadata.get(k) for k in METADATA_KEYS}}
+        record["snapshot_rows_by_source"] = next(iter(capture.by_stream.values()), {})
+        record["materialize_seconds"] = seconds
+        # Other work shares the machine: the 1-minute load average before and after the call.
+        record["loadavg_1m"] = [load_before, os.getloadavg()[0]]
+        records.append(record)
+        log(
+            f"  {label} {record['asset']}: {record['mode']}, read {record['rows_read']:,} rows "
+            f"({record['rows_read_pct_of_full']}% of full), +{record['rows_inserted']:,} "
+            f"~{record['rows_updated']:,} -{record['rows_deleted']:,}, {seconds:.1f} s"
+        )
+    return records
+
+
+def fresh_lake(source: DataRoot, workdir: Path, name: str) -> DeltaRsStore:
+    """A new lake holding only the substrate and its versions (what a full recompute starts from)."""
+    lake = workdir / name / "lake"
+    shutil.rmtree(lake.parent, ignore_errors=True)
+    shutil.copytree(source.lake / "substrate", lake / "substrate")
+    shutil.copytree(source.lake / "control" / "substrate_versions", lake / "control" / "substrate_versions")
+    return DeltaRsStore(lake_root=str(lake))
+
+
+def proxy_full(incremental: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``--skip-full``: what a full recompute would read is the incremental run's ``full_rescan_rows``
+    (equal to a measured full run's rows read at every size measured); its wall time is taken from
+    the history rebuild, a full rebuild pinned at ``N(D-1)`` (one settlement date less)."""
+    return [
+        {
+            "asset": inc["asset"],
+            "mode": "full (not run: rows = full_rescan_rows, seconds = history rebuild at N(D-1))",
+            "rows_read": inc["full_rescan_rows"],
+            "full_rescan_rows": inc["full_rescan_rows"],
+            "materialize_seconds": hist["materialize_seconds"],
+            "wall_seconds": hist["wall_seconds"],
+            "proxy": True,
+        }
+        for inc, hist in zip(incremental, history, strict=True)
+    ]
+
+
+def warm_spark(config: dict[str, Any]) -> float:
+    """Start the process's one Spark session before anything is timed (PySparkResource reuses it)."""
+    from pyspark.sql import SparkSession
+
+    started = time.perf_counter()
+    builder = SparkSession.builder
+    for key, value in config.items():
+        builder = builder.config(key, value)
+    builder.getOrCreate()
+    return time.perf_counter() - started
+
+
+def summarise(days: int, incremental: list[dict[str, Any]], full: list[dict[str, Any]]) -> dict[str, Any]:
+    per_asset = []
+    for inc, ful in zip(incremental, full, strict=True):
+        per_asset.append(
+            {
+                "asset": inc["asset"],
+                "incremental_rows_read": inc["rows_read"],
+                "full_rows_read": ful["rows_read"],
+                "rows_read_pct": 100.0 * inc["rows_read"] / ful["rows_read"] if ful["rows_read"] else None,
+                "incremental_seconds": inc["materialize_seconds"],
+                "full_seconds": ful["materialize_seconds"],
+                "wall_pct": 100.0 * inc["materialize_seconds"] / ful["materialize_seconds"],
+            }
+        )
+    inc_rows = sum(r["rows_read"] for r in incremental)
+    full_rows = sum(r["rows_read"] for r in full)
+    inc_wall = sum(r["materialize_seconds"] for r in incremental)
+    full_wall = sum(r["materialize_seconds"] for r in full)
+    return {
+        "days": days,
+        "per_asset": per_asset,
+        "incremental_rows_read": inc_rows,
+        "full_rows_read": full_rows,
+        "rows_read_pct": 100.0 * inc_rows / full_rows if full_rows else None,
+        "incremental_seconds": inc_wall,
+        "full_seconds": full_wall,
+        "wall_pct": 100.0 * inc_wall / full_wall if full_wall else None,
+    }
+
+
+def attribution(
+    incremental: list[dict[str, Any]], published: dict[str, Any], outputs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Incremental rows read by origin: change feed per source, snapshots per source, and the
+    change-feed rows read that only move ``run_type``: those of ``settlement_volumes`` (from the
+    publication) and, downstream, those of the outputs that carry ``run_type`` (``outputs``:
+    ``output_splits``; ``settlement_cost_hh`` rewrites every row of a restated date)."""
+    splits = {VOLUMES: published.get(VOLUMES, {})}
+    for name, split in (outputs or {}).items():
+        splits[name.split("/", 1)[1]] = split
+    out: dict[str, Any] = {"per_asset": [], "totals": {}}
+    totals: dict[str, int] = {}
+    for record in incremental:
+        cf = record["change_feed_rows_by_source"] or {}
+        snap = record["snapshot_rows_by_source"] or {}
+        by_source = {}
+        for source, rows in cf.items():
+            split = splits.get(source) or {}
+            if split.get("cf_rows"):
+                by_source[source] = round(split["cf_rows_run_type_only"] * rows / split["cf_rows"])
+        row = {
+            "asset": record["asset"],
+            "rows_read": record["rows_read"],
+            "change_feed": cf,
+            "snapshot": snap,
+            "volumes_cf_rows": cf.get(VOLUMES, 0),
+            "volumes_cf_run_type_only": by_source.get(VOLUMES, 0),
+            "cf_run_type_only_by_source": by_source,
+            "cf_run_type_only": sum(by_source.values()),
+            "run_type_only_pct_of_rows_read": 100.0 * sum(by_source.values()) / record["rows_read"]
+            if record["rows_read"]
+            else 0,
+        }
+        out["per_asset"].append(row)
+        for source, rows in cf.items():
+            totals[f"change feed {source}"] = totals.get(f"change feed {source}", 0) + rows
+        for source, rows in snap.items():
+            totals[f"snapshot {source}"] = totals.get(f"snapshot {source}", 0) + rows
+    out["totals"] = dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+    total = sum(r["rows_read"] for r in incremental)
+    volumes_only = sum(r["volumes_cf_run_type_only"] for r in out["per_asset"])
+    all_only = sum(r["cf_run_type_only"] for r in out["per_asset"])
+    out["rows_read"] = total
+    out["volumes_cf_run_type_only_rows_read"] = volumes_only
+    out["volumes_cf_run_type_only_pct"] = 100.0 * volumes_only / total if total else 0.0
+    out["cf_run_type_only_rows_read"] = all_only
+    out["cf_run_type_only_pct"] = 100.0 * all_only / total if total else 0.0
+    out["output_splits"] = outputs or {}
+    return out
+
+
+# --------------------------------------------------------------------------- run and report
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from dagster_pyspark import PySparkResource
+
+    from margin_pipeline.resources import LOCAL_SPARK_CONFIG
+
+    lengths = sorted(set(args.days))
+    scenario = Scenario(meters=args.meters, days=lengths[-1], seed=args.seed)
+    if args.data_root:
+        workdir = Path(args.data_root)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="margin-bench-stream-", dir=args.workdir))
+    root = DataRoot(root=str(workdir / "history"))
+    payload: dict[str, Any] = {
+        "benchmark": NAME,
+        "timestamp": timestamp(),
+        "machine": machine_info(("pyarrow", "deltalake", "pyspark", "dagster", "numpy")),
+        "parameters": {
+            "meters": args.meters,
+            "days": lengths,
+            "seed": args.seed,
+            "scenario": scenario.to_json(),
+            "spark_config": LOCAL_SPARK_CONFIG,
+            "materialize": "one dg.materialize per asset, dependency order, pinned substrate_version",
+        },
+        "results": [],
+    }
+    capture = Capture()
+    try:
+        store = DeltaRsStore(lake_root=str(root.lake))
+        if args.attach:
+            payload["prepare"] = {"attached": str(root.root)}
+        else:
+            prepared = prepare(root, scenario)
+            payload["prepare"] = {k: v for k, v in prepared.items() if k != "days"}
+            payload["prepare"]["days"] = [
+                {k: v for k, v in d.items() if k != "tables"} for d in prepared["days"]
+            ]
+        if args.prepare_only:
+            return payload
+        pyspark = PySparkResource(spark_config=LOCAL_SPARK_CONFIG)
+        payload["spark_start_seconds"] = warm_spark(LOCAL_SPARK_CONFIG)
+        capture.install()
+        for days in lengths:
+            by_day = recorded_days(store, days + 1, wait=args.attach)
+            history, day = by_day[days - 1], by_day[days]
+            log(f"D={days}: history = as-of days 0..{days - 1} (N={history['substrate_version']})")
+            started = time.perf_counter()
+            history_runs = run_streams(
+                store, pyspark, capture, history["substrate_version"], full_rebuild=True, label="history"
+            )
+            history_seconds = time.perf_counter() - started
+            published = publication(store, history["tables"], day["tables"])
+            vol = published.get(VOLUMES, {})
+            log(
+                f"D={days}: day {days} publishes {vol.get('new_dates')} + restated "
+                f"{vol.get('restated_dates')} ({vol.get('cf_rows', 0):,} volumes CF rows, "
+                f"{vol.get('cf_rows_run_type_only', 0):,} run_type only)"
+            )
+            incremental = run_streams(store, pyspark, capture, day["substrate_version"], label="incremental")
+            if args.skip_full:
+                full = proxy_full(incremental, history_runs)
+            else:
+                full_store = fresh_lake(root, workdir, f"full-{days}")
+                full = run_streams(full_store, pyspark, capture, day["substrate_version"], label="full")
+                shutil.rmtree(workdir / f"full-{days}", ignore_errors=True)
+            result = {
+                "days": days,
+                "history_substrate_version": history["substrate_version"],
+                "publication_substrate_version": day["substrate_version"],
+                "publication_asof_date": day["asof_date"],
+                "publication": published,
+                "history_build": {"seconds": history_seconds, "assets": history_runs},
+                "incremental": incremental,
+                "full": full,
+                "full_measured": not args.skip_full,
+                "summary": summarise(days, incremental, full),
+                "attribution": attribution(incremental, published, output_splits(store, incremental)),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+            payload["results"].append(result)
+            payload["summary"] = overall(payload["results"])
+            payload["timestamp"] = timestamp()
+            write_json(args.out, payload)
+            log(f"D={days}: written to {args.out}")
+    finally:
+        capture.uninstall()
+        if args.data_root is None and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"data root kept at {workdir}")
+    return payload
+
+
+def overall(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Targets of issue 3: incremental rows read <= 2% of full at the longest history, and an
+    incremental wall time that does not grow with history length."""
+    rows = [r["summary"] for r in results]
+    longest, shortest = rows[-1], rows[0]
+    growth = longest["incremental_seconds"] / shortest["incremental_seconds"] if len(rows) > 1 else None
+    slope = None
+    if len(rows) > 2:
+        slope = statistics.linear_regression(
+            [r["days"] for r in rows], [r["incremental_seconds"] for r in rows]
+        )
+        slope = slope.slope
+    return {
+        "rows_read_pct_by_days": {r["days"]: r["rows_read_pct"] for r in rows},
+        "incremental_seconds_by_days": {r["days"]: r["incremental_seconds"] for r in rows},
+        "full_seconds_by_days": {r["days"]: r["full_seconds"] for r in rows},
+        "target_rows_read_pct": 2.0,
+        "rows_read_target_days": longest["days"],
+        "rows_read_target_met": longest["rows_read_pct"] is not None and longest["rows_read_pct"] <= 2.0,
+        "incremental_wall_growth": growth,
+        "incremental_wall_slope_s_per_day": slope,
+        "incremental_wall_grows": None if growth is None else growth > GROWTH_TOLERANCE,
+    }
+
+
+def print_report(payload: dict[str, Any]) -> None:
+    m = payload["machine"]
+    print(
+        f"stream_incremental  {payload['timestamp']}  {m['platform']}  {m['cpu_count']} CPUs  "
+        f"{m['memory_gib']} GiB  Python {m['python']}  pyspark {m['packages'].get('pyspark')}  "
+        f"deltalake {m['packages'].get('deltalake')}\n"
+    )
+    for result in payload["results"]:
+        rows = []
+        for inc, ful, s in zip(
+            result["incremental"], result["full"], result["summary"]["per_asset"], strict=True
+        ):
+            rows.append(
+                {
+                    "asset": inc["asset"],
+                    "cf": inc["change_feed_rows_read"],
+                    "snap": inc["snapshot_rows_read"],
+                    "inc": inc["rows_read"],
+                    "full": ful["rows_read"],
+                    "pct": s["rows_read_pct"],
+                    "written": inc["rows_inserted"] + inc["rows_updated"] + inc["rows_deleted"],
+                    "inc_s": inc["materialize_seconds"],
+                    "full_s": ful["materialize_seconds"],
+                    "wall_pct": s["wall_pct"],
+                }
+            )
+        s = result["summary"]
+        rows.append(
+            {
+                "asset": "all five",
+                "cf": sum(r["cf"] for r in rows),
+                "snap": sum(r["snap"] for r in rows),
+                "inc": s["incremental_rows_read"],
+                "full": s["full_rows_read"],
+                "pct": s["rows_read_pct"],
+                "written": sum(r["written"] for r in rows),
+                "inc_s": s["incremental_seconds"],
+                "full_s": s["full_seconds"],
+                "wall_pct": s["wall_pct"],
+            }
+        )
+        vol = result["publication"].get(VOLUMES, {})
+        print_table(
+            rows,
+            [
+                "asset",
+                Column("cf", "inc CF rows", ","),
+                Column("snap", "inc snapshot rows", ","),
+                Column("inc", "inc rows read", ","),
+                Column("full", "full rows read", ","),
+                Column("pct", "inc/full rows", ".2f"),
+                Column("written", "inc rows written", ","),
+                Column("inc_s", "inc s", ".1f"),
+                Column("full_s", "full s", ".1f"),
+                Column("wall_pct", "inc/full s %", ".0f"),
+            ],
+            f"D={result['days']} days of history; publication = as-of day {result['days']} "
+            f"({result['publication_asof_date']}): new {', '.join(vol.get('new_dates', []))}, restated "
+            f"{len(vol.get('restated_dates', []))} dates {vol.get('restated_rows_by_run', {})}",
+        )
+        att = result["attribution"]
+        print_table(
+            [{"origin": k, "rows": v, "pct": 100.0 * v / att["rows_read"]} for k, v in att["totals"].items()],
+            ["origin", Column("rows", "rows read", ","), Column("pct", "% of inc rows read", ".1f")],
+            f"D={result['days']}: where the incremental rows read come from (all five assets); volumes CF "
+            f"rows that only move run_type: {vol.get('cf_rows_run_type_only', 0):,} of "
+            f"{vol.get('cf_rows', 0):,}, "
+            f"read {att['volumes_cf_run_type_only_rows_read']:,} times = "
+            f"{att['volumes_cf_run_type_only_pct']:.1f}% of incremental rows read; with the run_type-only "
+            f"CF rows of settlement_cost_hh / monthly_day_ledger: "
+            f"{att.get('cf_run_type_only_rows_read', 0):,} = {att.get('cf_run_type_only_pct', 0):.1f}%",
+        )
+    if payload.get("summary"):
+        s = payload["summary"]
+        rows = [
+            {
+                "days": r["summary"]["days"],
+                "inc": r["summary"]["incremental_rows_read"],
+                "full": r["summary"]["full_rows_read"],
+                "pct": r["summary"]["rows_read_pct"],
+                "inc_s": r["summary"]["incremental_seconds"],
+                "full_s": r["summary"]["full_seconds"],
+                "wall_pct": r["summary"]["wall_pct"],
+                "rt": r["attribution"]["volumes_cf_run_type_only_pct"],
+                "rt_all": r["attribution"].get("cf_run_type_only_pct"),
+            }
+            for r in payload["results"]
+        ]
+        print_table(
+            rows,
+            [
+                Column("days", "history days"),
+                Column("inc", "inc rows read", ","),
+                Column("full", "full rows read", ","),
+                Column("pct", "inc/full rows %", ".2f"),
+                Column("inc_s", "inc s", ".1f"),
+                Column("full_s", "full s", ".1f"),
+                Column("wall_pct", "inc/full s %", ".0f"),
+                Column("rt", "volumes run_type-only CF % of inc read", ".1f"),
+                Column("rt_all", "all run_type-only CF %", ".1f"),
+            ],
+            "Summary (all five stream assets)",
+        )
+        growth = s["incremental_wall_growth"]
+        print(
+            f"target rows read <= 2% of full at {s['rows_read_target_days']} days: "
+            f"{'met' if s['rows_read_target_met'] else 'MISSED'} "
+            f"({s['rows_read_pct_by_days'][s['rows_read_target_days']]:.2f}%)"
+        )
+        if growth is not None:
+            print(
+                f"incremental wall {rows[0]['days']} -> {rows[-1]['days']} days: x{growth:.2f} "
+                f"({'grows' if s['incremental_wall_grows'] else 'does not grow'}, "
+                f"tolerance x{GROWTH_TOLERANCE})"
+            )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.stream_incremental", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--days", type=int, nargs="+", default=[30, 90, 180])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result path")
+    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temp data root")
+    parser.add_argument("--keep", action="store_true", help="keep the temp data root")
+    parser.add_argument(
+        "--data-root", type=Path, default=None, help="persistent data root; its prepared substrate is reused"
+    )
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="use the substrate of --data-root as it is (waiting for a concurrent --prepare-only)",
+    )
+    parser.add_argument(
+        "--skip-full",
+        action="store_true",
+        help="no full recompute run: full rows read = full_rescan_rows, full wall = history rebuild",
+    )
+    parser.add_argument("--prepare-only", action="store_true", help="generate and ingest, run no stream")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    payload = run(args)
+    if args.prepare_only:
+        log("prepared; no stream run")
+        return 0
+    print_report(payload)
+    print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
