@@ -7,7 +7,7 @@ from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys
-from margin_pipeline.streams.shared.fanout import agreement_ranges, rate_ranges, tariff_ranges
+from margin_pipeline.streams.shared.fanout import supply_ranges
 from margin_pipeline.streams.shared.runner import Source, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import (
@@ -40,13 +40,7 @@ def plan_half_hourly(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
 
 
 def _incremental_scope(run: StreamRun, metering_points: DataFrame, agreements: DataFrame) -> VolumeScope:
-    ranges = []
-    if (changes := run.changes("supply_agreements")) is not None:
-        ranges.append(agreement_ranges(changes))
-    if (changes := run.changes("tariffs")) is not None:
-        ranges.append(tariff_ranges(changes, agreements))
-    if (changes := run.changes("tariff_rates")) is not None:
-        ranges.append(rate_ranges(changes, agreements, metering_points))
+    ranges = supply_ranges(run, metering_points, agreements)
     fanned_out = [volumes_in_ranges(run, r) for r in ranges]
     if (changes := run.changes("metering_points")) is not None:
         fanned_out.append(volumes_of_mpans(run, changed_keys(changes, ["mpan_core"])))

@@ -15,7 +15,7 @@ from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.calendar import month_start
 from margin_pipeline.streams.shared.changes import changed_keys
-from margin_pipeline.streams.shared.fanout import agreement_ranges, rate_ranges, tariff_ranges
+from margin_pipeline.streams.shared.fanout import supply_ranges
 from margin_pipeline.streams.shared.runner import Source, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import volumes_in_ranges, volumes_of_mpans
@@ -61,13 +61,7 @@ def _affected_days(run: StreamRun, metering_points: DataFrame, agreements: DataF
         for name in ("settlement_volumes", "settlement_cost_hh", "hh_revenue")
         if (changes := run.changes(name)) is not None
     ]
-    ranges = []
-    if (changes := run.changes("supply_agreements")) is not None:
-        ranges.append(agreement_ranges(changes))
-    if (changes := run.changes("tariffs")) is not None:
-        ranges.append(tariff_ranges(changes, agreements))
-    if (changes := run.changes("tariff_rates")) is not None:
-        ranges.append(rate_ranges(changes, agreements, metering_points))
+    ranges = supply_ranges(run, metering_points, agreements)
     parts += [volumes_in_ranges(run, r).select(*DAY) for r in ranges]
     if (changes := run.changes("metering_points")) is not None:
         mpans = changed_keys(changes, ["mpan_core"])

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from margin_pipeline.streams.shared.calendar import local_date
 from margin_pipeline.streams.shared.changes import changed_keys
+from margin_pipeline.streams.shared.runner import StreamRun
 
 RANGE = ("mpan_core", "first", "last")
 
@@ -68,3 +69,15 @@ def rate_ranges(changes: DataFrame, agreements: DataFrame, metering_points: Data
         )
         .where(F.col("first") <= F.col("last"))
     )
+
+
+def supply_ranges(run: StreamRun, metering_points: DataFrame, agreements: DataFrame) -> list[DataFrame]:
+    """MPAN date ranges touched by this run's changes to who is supplied on what tariff at what rate."""
+    ranges = []
+    if (changes := run.changes("supply_agreements")) is not None:
+        ranges.append(agreement_ranges(changes))
+    if (changes := run.changes("tariffs")) is not None:
+        ranges.append(tariff_ranges(changes, agreements))
+    if (changes := run.changes("tariff_rates")) is not None:
+        ranges.append(rate_ranges(changes, agreements, metering_points))
+    return ranges
