@@ -2,7 +2,9 @@
 
     margin-pipeline generate --meters 200 --days 30 --seed 7   # a publication history into landing/
     margin-pipeline generate --next-day                         # the next day's publications
-    margin-pipeline run                                         # ingest landing, run everything downstream
+    margin-pipeline run                                         # drive the chain to hh_margin, via the daemon
+    margin-pipeline plan --changed prices                       # which assets and jobs a change runs
+    margin-pipeline reexecute RUN_ID                            # repair: re-run a failed run from failure
     margin-pipeline summary                                     # what the lake holds
 
 Runs are recorded in the Dagster instance under ``$MARGIN_PIPELINE_ROOT/dagster``,
@@ -35,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--start", type=dt.date.fromisoformat, default=None, help="first settlement date")
     gen.add_argument("--next-day", action="store_true", help="append the next day's publications instead")
 
-    sub.add_parser("run", help="ingest what is in landing, then run everything downstream")
+    sub.add_parser(
+        "run", help="drive the chain (ingest -> parent -> children -> gate) to completion through the daemon"
+    )
+    plan = sub.add_parser("plan", help="if a table changes, which assets and jobs run (asset graph)")
+    plan.add_argument("--changed", required=True, help="e.g. prices, substrate/prices, gold/hh_revenue")
+    again = sub.add_parser("reexecute", help="re-execute a failed run from failure (the UI's button)")
+    again.add_argument("run_id")
     sub.add_parser("summary", help="print what the lake holds")
     ui = sub.add_parser("ui", help="serve the Dagster UI (dagster dev) on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -46,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return _generate(root, args)
     if args.command == "run":
         return _run(root)
+    if args.command == "plan":
+        return _plan(args.changed)
+    if args.command == "reexecute":
+        return _reexecute(root, args.run_id)
     if args.command == "ui":
         prepare_dagster_home(root)
         workspace = str(REPO_ROOT / "workspace.yaml")
@@ -77,6 +89,7 @@ def _generate(root: Path, args: argparse.Namespace) -> int:
 
 
 def _run(root: Path) -> int:
+    """Drive the event-driven chain to completion: sensors do the launching, this watches and reports."""
     from margin_pipeline.java import JavaMissingError, require_java
 
     try:
@@ -88,40 +101,85 @@ def _run(root: Path) -> int:
 
     import dagster as dg
 
-    from margin_pipeline.definitions import defs
-    from margin_pipeline.orchestration.chain import run_chain
+    from margin_pipeline.orchestration.drive import chain_state, daemon, follow_chain, launch
+    from margin_pipeline.orchestration.parent import PARENT_JOB
 
+    data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
-    steps = run_chain(defs, instance)
-    print(
-        f"{'run':<20}{'status':>9}{'seconds':>9}  {'asset':<28}{'mode':<22}{'rows read':>12}{'written':>18}"
-    )
-    for step in steps:
-        status = "ok" if step.success else "FAILED"
-        lines = [
-            f"{k:<28}{m['mode']!s:<22}{m['rows_read']:>12,}"
-            f"{'+{} ~{} -{}'.format(m['rows_inserted'], m['rows_updated'], m['rows_deleted']):>18}"
-            for k, m in step.assets.items()
-            if "mode" in m
-        ] or [""]
-        print(f"{step.job:<20}{status:>9}{step.seconds:>9.1f}  {lines[0]}")
-        for line in lines[1:]:
-            print(f"{'':<38}  {line}")
-    print()
-    print(render_summary(DataRoot(root=str(root)), run_id=steps[0].run_id))
-    failed = [s for s in steps if not s.success]
-    if failed:
+    since = time.time()
+    with daemon(instance, data_root.dagster_home / "daemon.log") as started:
         print(
-            f"\nerror: {failed[0].job} run {failed[0].run_id} failed; nothing after it ran. "
-            "See `make ui` -> Runs.",
-            file=sys.stderr,
+            "dagster-daemon: "
+            + ("started for this run" if started else "using the one already running")
+            + f"; UI: `make ui` (instance {data_root.dagster_home})"
         )
+        done, waiting_on = chain_state(data_root)
+        if not done and "landing" not in waiting_on:  # nothing for the sensors to react to: start the parent
+            print(f"{waiting_on}: launching {PARENT_JOB}")
+            launch(instance, PARENT_JOB)
+        outcome = follow_chain(instance, data_root, since, on_progress=lambda s: print(f"  ... {s}"))
+    print()
+    print(render_runs(outcome.runs))
+    print()
+    print(render_summary(data_root, ingest_runs=[r.run_id for r in outcome.runs if r.job == "ingest"]))
+    if not outcome.done:
+        print(f"\nerror: {outcome.message}. See `make ui` -> Runs.", file=sys.stderr)
         return 1
+    print(f"\n{outcome.message}")
     return 0
 
 
-def render_summary(root: DataRoot, run_id: str | None = None) -> str:
+def _plan(table: str) -> int:
+    from margin_pipeline.definitions import defs
+    from margin_pipeline.orchestration.plan import impact
+
+    try:
+        print(impact(defs, table).render())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _reexecute(root: Path, run_id: str) -> int:
+    prepare_dagster_home(root)
+    import dagster as dg
+
+    from margin_pipeline.orchestration.drive import daemon, reexecute_from_failure, wait_for_runs
+
+    data_root = DataRoot(root=str(root))
+    instance = dg.DagsterInstance.get()
+    with daemon(instance, data_root.dagster_home / "daemon.log"):
+        new = reexecute_from_failure(instance, run_id)
+        print(f"re-executing {run_id} from failure as run {new}")
+        (outcome,) = wait_for_runs(instance, [new])
+    print(f"{outcome.job} run {new}: {outcome.status} {outcome.error}")
+    return 0 if outcome.success else 1
+
+
+def render_runs(runs) -> str:
+    """One line per run (children indented under their parent) and one per asset it materialized."""
+    from margin_pipeline.orchestration.runs import PARENT_RUN_TAG
+
+    lines = [
+        f"{'run':<24}{'status':>9}{'seconds':>9}  {'asset':<28}{'mode':<22}{'rows read':>12}{'written':>18}"
+    ]
+    for run in runs:
+        name = ("  " if run.tags.get(PARENT_RUN_TAG) else "") + run.job
+        assets = [
+            f"{k:<28}{m['mode']!s:<22}{m['rows_read']:>12,}"
+            f"{'+{} ~{} -{}'.format(m['rows_inserted'], m['rows_updated'], m['rows_deleted']):>18}"
+            for k, m in run.assets.items()
+            if "mode" in m
+        ] or [""]
+        lines.append(f"{name:<24}{run.status:>9}{run.seconds:>9.1f}  {assets[0]}")
+        lines += [f"{'':<42}  {a}" for a in assets[1:]]
+    return "\n".join(lines)
+
+
+def render_summary(root: DataRoot, ingest_runs: list[str] | None = None) -> str:
     """A short, plain-text account of the substrate and of what the last ingest did."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from margin_pipeline.gold import GOLD, MONTHLY_MARGIN
@@ -157,13 +215,13 @@ def render_summary(root: DataRoot, run_id: str | None = None) -> str:
             ]
     if store.version(INGEST_LOG) is not None:
         log = store.read_arrow(INGEST_LOG)
-        if run_id:
-            log = log.filter(pc.equal(log.column("run_id"), run_id))
+        if ingest_runs is not None:
+            log = log.filter(pc.is_in(log.column("run_id"), pa.array(ingest_runs, pa.string())))
         counts = log.group_by("status").aggregate([("file", "count")]).to_pylist()
         lines += [
             "",
             "files "
-            + ("in this run: " if run_id else "ingested so far: ")
+            + ("in this run: " if ingest_runs is not None else "ingested so far: ")
             + (", ".join(f"{c['status']} {c['file_count']}" for c in counts) or "none"),
         ]
         for row in log.filter(pc.equal(log.column("status"), "rejected")).to_pylist():

@@ -3,6 +3,8 @@
 import dagster as dg
 
 from margin_pipeline.operations.maintenance import table_maintenance
+from margin_pipeline.orchestration.parent import margin_job_of_jobs
+from margin_pipeline.orchestration.sensors import substrate_sensor, watermark_gate
 from margin_pipeline.reconciled.assets import hh_margin_asset, reconciled_job
 from margin_pipeline.resources import build_resources
 from margin_pipeline.streams.half_hourly.assets import half_hourly_stream, hh_revenue_asset
@@ -23,6 +25,7 @@ def build_definitions() -> dg.Definitions:
             hh_margin_asset,
         ],
         jobs=[
+            margin_job_of_jobs,
             ingest_job,
             settlement_stream,
             half_hourly_stream,
@@ -30,7 +33,7 @@ def build_definitions() -> dg.Definitions:
             reconciled_job,
             table_maintenance,
         ],
-        sensors=[landing_sensor],
+        sensors=[landing_sensor, substrate_sensor, watermark_gate],
         resources=build_resources(),
     )
 

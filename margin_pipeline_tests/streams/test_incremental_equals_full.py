@@ -44,6 +44,7 @@ from margin_pipeline.streams.shared.watermarks import STREAM_WATERMARKS
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history
+from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key
 
 ASSETS = [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
 OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
@@ -58,24 +59,7 @@ def run_streams(store: DeltaRsStore) -> dg.ExecuteInProcessResult:
 
 
 def snapshot(store: DeltaRsStore, name: str) -> dict[tuple, dict]:
-    spec = OUTPUTS[name]
-    if store.version(spec) is None:
-        return {}
-    return {tuple(r[k] for k in spec.key): r for r in store.read_arrow(spec).to_pylist()}
-
-
-def assert_same(incremental: dict[tuple, dict], full: dict[tuple, dict], name: str) -> None:
-    assert incremental.keys() == full.keys(), (
-        f"{name}: keys only incremental {sorted(incremental.keys() - full.keys())[:3]}, "
-        f"only full {sorted(full.keys() - incremental.keys())[:3]}"
-    )
-    for key, row in incremental.items():
-        for column, value in row.items():
-            other = full[key][column]
-            if isinstance(value, float) and isinstance(other, float):
-                assert abs(value - other) <= 1e-6, (name, key, column, value, other)
-            else:
-                assert value == other, (name, key, column, value, other)
+    return rows_by_key(store, OUTPUTS[name])
 
 
 def corrected(path: Path, rng: random.Random) -> tuple[str, str] | None:
@@ -176,7 +160,7 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
     run_streams(full)
 
     for name in OUTPUTS:
-        assert_same(snapshot(store, name), snapshot(full, name), name)
+        assert_same_rows(snapshot(store, name), snapshot(full, name), name)
     assert snapshot(full, "hh_margin"), "the scenario should publish some half-hourly margin"
     assert snapshot(full, "monthly_margin"), "the scenario should publish some monthly margin"
 

@@ -40,6 +40,15 @@ class Source:
     pinned_by_substrate: bool = True
 
 
+def source_targets(store: DeltaRsStore, sources: Sequence[Source], pin: SubstratePin) -> dict[str, int]:
+    """The version a run pinned to ``pin`` reads each source up to (-1: the table does not exist yet)."""
+    targets: dict[str, int] = {}
+    for source in sources:
+        version = pin.version_of(source.name) if source.pinned_by_substrate else store.version(source.spec)
+        targets[source.name] = BEFORE_FIRST_VERSION if version is None else version
+    return targets
+
+
 @dataclass
 class StreamRun:
     stream: str
@@ -58,12 +67,7 @@ class StreamRun:
         self.started = time.perf_counter()
         self.by_name = {s.name: s for s in self.sources}
         self.watermarks = read_watermarks(self.store, self.stream).versions
-        self.targets: dict[str, int] = {}
-        for source in self.sources:
-            version = self.pin.version_of(source.name) if source.pinned_by_substrate else None
-            if not source.pinned_by_substrate:
-                version = self.store.version(source.spec)
-            self.targets[source.name] = BEFORE_FIRST_VERSION if version is None else version
+        self.targets = source_targets(self.store, self.sources, self.pin)
         missing = [s.name for s in self.sources if s.name not in self.watermarks]
         if self.force_full:
             self.reason = "full rebuild requested"

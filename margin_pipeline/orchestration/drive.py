@@ -1,0 +1,212 @@
+"""Driving the event-driven chain from a terminal or a test, through the real instance and daemon.
+
+``margin-pipeline run`` does not call jobs itself: it makes sure a Dagster
+daemon serves the instance (reusing the one ``dagster dev`` runs, else starting
+one for the duration), then watches what the sensors do with the landing
+files — ingest, the parent and its children, the watermark gate — until
+``hh_margin`` reflects the latest substrate version, a run fails, or the chain
+stalls. Launching a job and re-executing a run from failure go through the
+code location defined by ``workspace.yaml``, exactly as the UI and
+``dagster job launch`` do.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
+
+from margin_pipeline.orchestration.progress import stream_progress
+from margin_pipeline.orchestration.runs import RunReport, report
+from margin_pipeline.orchestration.streams import CHILD_STREAMS, RECONCILED
+from margin_pipeline.settings import REPO_ROOT, DataRoot
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.substrate.ingest import pending_files
+from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin
+
+WORKSPACE = REPO_ROOT / "workspace.yaml"
+DAEMONS_NEEDED = ("SENSOR", "QUEUED_RUN_COORDINATOR")
+HEARTBEAT_FRESH_SECONDS = 45  # the daemon beats every 30 s
+
+
+def daemon_running(instance: dg.DagsterInstance) -> bool:
+    beats = instance.get_daemon_heartbeats()
+    now = time.time()
+    return all(d in beats and now - beats[d].timestamp < HEARTBEAT_FRESH_SECONDS for d in DAEMONS_NEEDED)
+
+
+@contextlib.contextmanager
+def daemon(instance: dg.DagsterInstance, log: Path) -> Iterator[bool]:
+    """A daemon serving ``instance`` for the duration; yields whether this call started it."""
+    if daemon_running(instance):
+        yield False
+        return
+    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
+        )
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        # Its last heartbeats would make the next call think a daemon still serves the instance.
+        instance.wipe_daemon_heartbeats()
+
+
+@contextlib.contextmanager
+def workspace(instance: dg.DagsterInstance):
+    """The code location of ``workspace.yaml`` as the webserver loads it (a gRPC code server)."""
+    from dagster import __version__
+    from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
+
+    opts = WorkspaceOpts(workspace=(str(WORKSPACE),))
+    with get_workspace_from_cli_opts(instance, version=__version__, workspace_opts=opts) as context:
+        yield context
+
+
+def launch(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    run_config: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Submit ``job_name`` to the instance's run queue, as ``dagster job launch`` does; returns its run id."""
+    from dagster._cli.job import execute_launch_command
+    from dagster._cli.workspace.cli_target import WorkspaceOpts
+
+    run = execute_launch_command(
+        instance=instance,
+        workspace_opts=WorkspaceOpts(workspace=(str(WORKSPACE),)),
+        job_name=job_name,
+        config_json=json.dumps(run_config or {}),
+        tags=json.dumps(tags or {}),
+    )
+    return run.run_id
+
+
+def reexecute_from_failure(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Re-execute a failed run from failure (the UI's button): only failed steps and what depends on
+    them run; outputs of the steps that succeeded are reused. Returns the new run's id."""
+    from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+
+    failed = instance.get_run_by_id(run_id)
+    if failed is None or failed.remote_job_origin is None:
+        raise ValueError(f"run {run_id} is not in this instance or was not launched from a code location")
+    origin = failed.remote_job_origin
+    with workspace(instance) as context:
+        location = context.get_code_location(origin.location_name)
+        remote_job = location.get_repository(origin.repository_origin.repository_name).get_full_job(
+            failed.job_name
+        )
+        run = instance.create_reexecuted_run(
+            request_context=context,
+            parent_run=failed,
+            code_location=location,
+            remote_job=remote_job,
+            strategy=ReexecutionStrategy.FROM_FAILURE,
+        )
+        instance.submit_run(run.run_id, context)
+    return run.run_id
+
+
+def wait_for_runs(instance: dg.DagsterInstance, run_ids: list[str], timeout: float = 1800) -> list[RunReport]:
+    deadline = time.monotonic() + timeout
+    while not all(instance.get_run_by_id(r).status in FINISHED_STATUSES for r in run_ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"runs {run_ids} did not finish within {timeout:.0f} s")
+        time.sleep(1)
+    return [report(instance, r) for r in run_ids]
+
+
+@dataclass
+class ChainOutcome:
+    done: bool
+    message: str
+    runs: list[RunReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RunReport]:
+        return [r for r in self.runs if r.status in ("FAILURE", "CANCELED")]
+
+
+def chain_state(root: DataRoot) -> tuple[bool, str]:
+    """Whether ``hh_margin`` reflects the latest substrate version, and if not, what it waits on."""
+    if pending_files(root):
+        return False, "files waiting in landing"
+    store = DeltaRsStore(lake_root=str(root.lake))
+    number = latest_substrate_version(store)
+    if number is None:
+        return True, "nothing ingested"
+    pin = resolve_pin(store, number)
+    for stream in (*CHILD_STREAMS, RECONCILED):
+        progress = stream_progress(store, stream, pin)
+        if not progress.consumed:
+            return False, progress.describe()
+    return True, f"every stream and hh_margin reflect substrate version {number}"
+
+
+def follow_chain(
+    instance: dg.DagsterInstance,
+    root: DataRoot,
+    since: float,
+    on_progress: Callable[[str], None] = print,
+    stall_seconds: float = 120,
+    timeout: float = 3600,
+) -> ChainOutcome:
+    """Watch the chain the sensors drive until it is done, a run fails, or nothing moves for a while.
+
+    Only runs created after ``since`` count. "Stalled" means no run is queued or
+    running and no file is pending, yet some stream is behind (e.g. a sensor is
+    stopped, or the parent for this N already failed and awaits a repair).
+    """
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    last = ""
+    while True:
+        runs = instance.get_runs(filters=RunsFilter(created_after=_utc(since)))
+        reports = [report(instance, r.run_id) for r in reversed(runs)]
+        failed = [r for r in reports if r.status in ("FAILURE", "CANCELED")]
+        active = [r for r in reports if r.status not in ("SUCCESS", "FAILURE", "CANCELED")]
+        if failed:
+            first = failed[0]
+            return ChainOutcome(False, f"{first.job} run {first.run_id} failed: {first.error}", reports)
+        done, waiting_on = chain_state(root)
+        if done and not active:
+            return ChainOutcome(True, waiting_on, reports)
+        status = f"{len(reports)} run(s), {len(active)} active; {waiting_on}"
+        if status != last:
+            on_progress(status)
+            last = status
+        if active:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > stall_seconds:
+            message = f"stalled: {waiting_on}; no run active for {stall_seconds:.0f} s"
+            return ChainOutcome(False, message, reports)
+        if time.monotonic() > deadline:
+            return ChainOutcome(False, f"timed out after {timeout:.0f} s: {waiting_on}", reports)
+        time.sleep(2)
+
+
+def _utc(timestamp: float):
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)

@@ -1,0 +1,234 @@
+"""``margin_job_of_jobs``: the parent that owns cross-stream order, parallelism and the substrate pin.
+
+    pin_substrate ──┬── settlement ──┐
+                    └── half_hourly ─┴── monthly
+
+``pin_substrate`` fixes substrate version N for the whole run. Each stream op
+launches its stream's job as a separate Dagster run (its own run config: the
+stream's tuning profile with N pinned; tagged with the parent run id) through
+the instance's run queue, waits for it and reports it. settlement and
+half_hourly run side by side; monthly starts only when both succeeded for N.
+A stream whose change feed ``(watermark, N]`` is empty is skipped, not run.
+The reconciled layer is then published by ``watermark_gate`` once every stream
+has consumed N.
+
+A failing child fails its op (naming the child, its run and its error); the
+sibling's committed output stays and nothing downstream starts. Re-executing
+the parent *from failure* runs only the failed op and what depends on it.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster._core.origin import JobPythonOrigin
+from dagster._core.remote_origin import RemoteJobOrigin
+from pydantic import Field
+
+from margin_pipeline.orchestration.progress import stream_progress
+from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, SUBSTRATE_VERSION_TAG, is_finished, report
+from margin_pipeline.orchestration.streams import CHILD_STREAMS, HALF_HOURLY, MONTHLY, SETTLEMENT, Stream
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
+from margin_pipeline.streams.monthly.profile import MonthlyProfile
+from margin_pipeline.streams.settlement.profile import SettlementProfile
+from margin_pipeline.streams.shared.assets import STREAM_TAG
+from margin_pipeline.substrate.versions import resolve_pin
+
+PARENT_JOB = "margin_job_of_jobs"
+POLL_SECONDS = 1.0
+
+
+class ParentConfig(dg.Config):
+    """The parent's run config: which N to pin, and each child's tuning profile."""
+
+    substrate_version: int | None = Field(
+        default=None, description="Substrate version N to pin (default: the latest recorded)."
+    )
+    full_rebuild: bool = Field(
+        default=False, description="Run every stream as a full rebuild (never skipped)."
+    )
+    settlement: SettlementProfile = Field(default_factory=SettlementProfile)
+    half_hourly: HalfHourlyProfile = Field(default_factory=HalfHourlyProfile)
+    monthly: MonthlyProfile = Field(default_factory=MonthlyProfile)
+
+
+@dataclass(frozen=True)
+class ParentPlan:
+    """What the parent passes to its children: N and each child's profile (values, N pinned)."""
+
+    parent_run_id: str
+    substrate_version: int
+    full_rebuild: bool
+    profiles: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """What a child op passes downstream: how its stream ended for N."""
+
+    stream: str
+    status: str  # "succeeded" or "skipped"
+    run_id: str | None
+    substrate_version: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dg.op(
+    description="Pin substrate version N for the whole parent run and report how far each stream is.",
+)
+def pin_substrate(
+    context: dg.OpExecutionContext, config: ParentConfig, store: DeltaRsStore
+) -> dg.Output[ParentPlan]:
+    pin = resolve_pin(store, config.substrate_version)
+    if pin.number == 0:
+        raise dg.Failure("nothing has been ingested yet: there is no substrate version to pin")
+    profiles = {}
+    for stream in CHILD_STREAMS:
+        profile = getattr(config, stream.name).model_copy(
+            update={"substrate_version": pin.number, "full_rebuild": config.full_rebuild}
+        )
+        profiles[stream.name] = profile.model_dump()
+    progress = {s.name: stream_progress(store, s, pin).describe() for s in CHILD_STREAMS}
+    for line in progress.values():
+        context.log.info(line)
+    return dg.Output(
+        ParentPlan(context.run_id, pin.number, config.full_rebuild, profiles),
+        metadata={
+            "substrate_version": pin.number,
+            "table_versions": dg.MetadataValue.json(pin.tables),
+            "streams": dg.MetadataValue.json(progress),
+        },
+    )
+
+
+@dg.op(description="Run settlement_stream for N as a child run (skipped when its change feed is empty).")
+def settlement(
+    context: dg.OpExecutionContext, store: DeltaRsStore, plan: ParentPlan
+) -> dg.Output[ChildOutcome]:
+    return run_child(context, store, SETTLEMENT, plan)
+
+
+@dg.op(description="Run half_hourly_stream for N as a child run (skipped when its change feed is empty).")
+def half_hourly(
+    context: dg.OpExecutionContext, store: DeltaRsStore, plan: ParentPlan
+) -> dg.Output[ChildOutcome]:
+    return run_child(context, store, HALF_HOURLY, plan)
+
+
+@dg.op(description="Run monthly_stream for N once settlement and half_hourly succeeded for N.")
+def monthly(
+    context: dg.OpExecutionContext,
+    store: DeltaRsStore,
+    plan: ParentPlan,
+    settlement: ChildOutcome,
+    half_hourly: ChildOutcome,
+) -> dg.Output[ChildOutcome]:
+    context.log.info(
+        f"upstream for N={plan.substrate_version}: settlement {settlement.status}, "
+        f"half_hourly {half_hourly.status}"
+    )
+    return run_child(context, store, MONTHLY, plan)
+
+
+def run_child(
+    context: dg.OpExecutionContext, store: DeltaRsStore, stream: Stream, plan: ParentPlan
+) -> dg.Output[ChildOutcome]:
+    """Launch ``stream``'s job for N as a child run and wait for it; skip it if it has nothing to read."""
+    pin = resolve_pin(store, plan.substrate_version)
+    before = stream_progress(store, stream, pin)
+    if before.consumed and not plan.full_rebuild:
+        context.log.info(f"skipped {stream.job_name}: change feed empty ({before.describe()})")
+        return dg.Output(
+            ChildOutcome(stream.name, "skipped", None, pin.number),
+            metadata={"outcome": "skipped", "reason": before.describe(), "substrate_version": pin.number},
+        )
+    child_id = submit_child(context, stream, plan)
+    context.log.info(f"launched {stream.job_name} run {child_id} for substrate version {pin.number}")
+    try:
+        while not is_finished(context.instance, child_id):
+            time.sleep(POLL_SECONDS)
+    except BaseException:  # the parent was stopped: do not leave its child running unowned
+        context.instance.run_coordinator.cancel_run(child_id)
+        raise
+    child = report(context.instance, child_id)
+    link = dg.MetadataValue.dagster_run(child_id)
+    if not child.success:
+        raise dg.Failure(
+            description=f"child {stream.job_name} run {child_id} {child.status.lower()}: {child.error}",
+            metadata={"child_run": link, "child_status": child.status, "error": child.error},
+        )
+    after = stream_progress(store, stream, pin)
+    if not after.consumed:
+        raise dg.Failure(
+            description=f"child {stream.job_name} run {child_id} succeeded but {after.describe()}",
+            metadata={"child_run": link},
+        )
+    totals = _totals(child.assets)
+    return dg.Output(
+        ChildOutcome(stream.name, "succeeded", child_id, pin.number, totals),
+        metadata={
+            "outcome": "succeeded",
+            "child_run": link,
+            "substrate_version": pin.number,
+            "child_seconds": round(child.seconds, 1),
+            **totals,
+            "watermarks": dg.MetadataValue.json({str(s): s.watermark for s in after.sources}),
+        },
+    )
+
+
+def submit_child(context: dg.OpExecutionContext, stream: Stream, plan: ParentPlan) -> str:
+    """Create the child run in the instance and hand it to the run queue (the instance's concurrency
+    limits decide when it starts). The child's origin is the parent's code location."""
+    from margin_pipeline.definitions import defs  # the code location that holds both jobs
+
+    parent = context.dagster_run
+    if parent.remote_job_origin is None or parent.job_code_origin is None:
+        raise dg.Failure(
+            f"{PARENT_JOB} launches its children through the instance's run queue, so it must itself be "
+            "launched from a code location (the UI, `dagster job launch`, a sensor or "
+            "`margin-pipeline run`), not executed in process."
+        )
+    job = defs.resolve_job_def(stream.job_name)
+    profile = stream.profile.model_validate(plan.profiles[stream.name])
+    run = context.instance.create_run_for_job(
+        job_def=job,
+        run_config=stream.run_config(profile),
+        tags={
+            **job.tags,
+            PARENT_RUN_TAG: parent.run_id,
+            SUBSTRATE_VERSION_TAG: str(plan.substrate_version),
+        },
+        remote_job_origin=RemoteJobOrigin(
+            repository_origin=parent.remote_job_origin.repository_origin, job_name=stream.job_name
+        ),
+        job_code_origin=JobPythonOrigin(stream.job_name, parent.job_code_origin.repository_origin),
+    )
+    context.instance.submit_run(run.run_id, workspace=None)
+    return run.run_id
+
+
+def _totals(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def total(key: str) -> int:
+        return int(sum(m.get(key) or 0 for m in assets.values()))
+
+    return {
+        "rows_read": total("rows_read"),
+        "rows_inserted": total("rows_inserted"),
+        "rows_updated": total("rows_updated"),
+        "rows_deleted": total("rows_deleted"),
+        "modes": ", ".join(f"{k}: {m.get('mode')}" for k, m in assets.items()),
+    }
+
+
+@dg.job(
+    name=PARENT_JOB,
+    description="The job of jobs: pins substrate version N, runs settlement and half_hourly side by side "
+    "and monthly after both, each as its own child run; the watermark gate then publishes hh_margin.",
+    tags={STREAM_TAG: "parent"},
+)
+def margin_job_of_jobs():
+    plan = pin_substrate()
+    monthly(plan, settlement(plan), half_hourly(plan))

@@ -1,0 +1,65 @@
+"""How far each stream has got: its watermarks against what substrate version N asks it to consume.
+
+A stream has *consumed N* when, for each of its consumers, every source's
+watermark equals the version a run pinned to N would read: the substrate
+version recorded for N, or the current version of an upstream published table.
+This is the one test behind the parent's skip decision (nothing in its change
+feed), the watermark gate and ``margin-pipeline run``'s wait; it reads only the
+small control tables, never data.
+"""
+
+from dataclasses import dataclass
+
+from margin_pipeline.orchestration.streams import Stream
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.shared.runner import BEFORE_FIRST_VERSION, source_targets
+from margin_pipeline.streams.shared.watermarks import read_watermarks
+from margin_pipeline.substrate.versions import SubstratePin
+
+
+@dataclass(frozen=True)
+class SourceLag:
+    consumer: str
+    source: str
+    watermark: int | None
+    target: int
+
+    @property
+    def behind(self) -> bool:
+        if self.watermark is None:
+            return self.target != BEFORE_FIRST_VERSION
+        return self.watermark != self.target
+
+    def __str__(self) -> str:
+        seen = "none" if self.watermark is None else self.watermark
+        return f"{self.consumer}:{self.source} {seen} -> {self.target}"
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    stream: str
+    substrate_version: int
+    sources: tuple[SourceLag, ...]
+
+    @property
+    def consumed(self) -> bool:
+        return not any(s.behind for s in self.sources)
+
+    @property
+    def behind(self) -> tuple[SourceLag, ...]:
+        return tuple(s for s in self.sources if s.behind)
+
+    def describe(self) -> str:
+        if self.consumed:
+            return f"{self.stream} has consumed substrate version {self.substrate_version}"
+        changed = ", ".join(str(s) for s in self.behind)
+        return f"{self.stream} is behind substrate version {self.substrate_version}: {changed}"
+
+
+def stream_progress(store: DeltaRsStore, stream: Stream, pin: SubstratePin) -> StreamProgress:
+    lags: list[SourceLag] = []
+    for consumer in stream.consumers:
+        seen = read_watermarks(store, consumer.watermark).versions
+        for name, target in source_targets(store, consumer.sources, pin).items():
+            lags.append(SourceLag(consumer.watermark, name, seen.get(name), target))
+    return StreamProgress(stream.name, pin.number, tuple(lags))

@@ -1,0 +1,82 @@
+"""Reading runs back from the Dagster instance: status, the error that ended a run, what it materialized.
+
+Used by the parent job to report on its children and by ``margin-pipeline run``
+to print what the chain did.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
+
+PARENT_RUN_TAG = "margin_pipeline/parent_run_id"
+SUBSTRATE_VERSION_TAG = "margin_pipeline/substrate_version"
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    job: str
+    status: str
+    started: float | None
+    ended: float | None
+    error: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    assets: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset key -> metadata values
+
+    @property
+    def success(self) -> bool:
+        return self.status == dg.DagsterRunStatus.SUCCESS.value
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or 0.0) - (self.started or 0.0) if self.started else 0.0
+
+
+def is_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status in FINISHED_STATUSES
+
+
+def report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        raise ValueError(f"no run {run_id} in this instance")
+    run = record.dagster_run
+    return RunReport(
+        run_id=run_id,
+        job=run.job_name,
+        status=run.status.value,
+        started=record.start_time,
+        ended=record.end_time,
+        error=_error(instance, run_id) if run.status == dg.DagsterRunStatus.FAILURE else "",
+        tags=dict(run.tags),
+        assets=_materializations(instance, run_id),
+    )
+
+
+def _error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first step failure's message (the root cause), else the run failure's."""
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    for entry in failures:
+        data = entry.dagster_event.step_failure_data if entry.dagster_event else None
+        if data is not None and data.error is not None:
+            cause = data.error
+            while cause.cause is not None and not cause.message.strip():
+                cause = cause.cause
+            return f"step {entry.step_key}: {cause.message.strip().splitlines()[0]}"
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+        return entry.message or "run failed"
+    return "run failed (no error recorded; was it canceled?)"
+
+
+def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None:
+            out[materialization.asset_key.to_user_string()] = {
+                k: v.value for k, v in materialization.metadata.items()
+            }
+    return out

@@ -1,0 +1,92 @@
+"""Asset sensors that carry the chain on from ingest, event driven end to end.
+
+``substrate_sensor``: when ingest materializes substrate tables (and so records
+a new substrate version N), launch the parent for N; ``run_key`` per N, so one
+version starts one parent, and a version every stream has already consumed
+starts none.
+
+``watermark_gate``: when a stream publishes, check every stream's watermarks
+against the latest N; once all three have consumed it, launch the reconciled
+job for N. A failed or lagging stream leaves the gate closed (the skip reason
+says which and why). ``run_key`` is N plus the versions of the two tables
+hh_margin is built from, so one input state publishes once.
+"""
+
+import warnings
+
+import dagster as dg
+
+from margin_pipeline.orchestration.parent import PARENT_JOB, ParentConfig, margin_job_of_jobs
+from margin_pipeline.orchestration.progress import stream_progress
+from margin_pipeline.orchestration.runs import SUBSTRATE_VERSION_TAG
+from margin_pipeline.orchestration.streams import CHILD_STREAMS, RECONCILED
+from margin_pipeline.reconciled.assets import ReconciledProfile, reconciled_job
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.substrate.assets import SUBSTRATE_GROUP
+from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin
+
+# Dagster steers asset-triggered runs towards Declarative Automation, but keeps multi-asset sensors for
+# "a specific job must be targeted": here, the parent job and the gate's reconciled job.
+warnings.filterwarnings("ignore", message="Class `MultiAssetSensorDefinition` is superseded")
+
+STREAM_OUTPUTS = [a.key for s in CHILD_STREAMS for a in s.assets if a.key.path[0] == "gold"]
+
+
+@dg.multi_asset_sensor(
+    monitored_assets=dg.AssetSelection.groups(SUBSTRATE_GROUP),
+    job=margin_job_of_jobs,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Launches {PARENT_JOB} when ingest records a new substrate version N (run_key per N).",
+)
+def substrate_sensor(context: dg.MultiAssetSensorEvaluationContext, store: DeltaRsStore):
+    if not any(context.latest_materialization_records_by_key().values()):
+        return dg.SkipReason("no substrate table was materialized since the last evaluation")
+    context.advance_all_cursors()
+    number = latest_substrate_version(store)
+    if number is None:
+        return dg.SkipReason("no substrate version recorded yet")
+    pin = resolve_pin(store, number)
+    behind = [p for s in CHILD_STREAMS if not (p := stream_progress(store, s, pin)).consumed]
+    if not behind:
+        return dg.SkipReason(f"every stream has already consumed substrate version {number}")
+    return dg.RunRequest(
+        run_key=f"substrate@{number}",
+        run_config=dg.RunConfig(ops={"pin_substrate": ParentConfig(substrate_version=number)}),
+        tags={SUBSTRATE_VERSION_TAG: str(number)},
+    )
+
+
+@dg.multi_asset_sensor(
+    monitored_assets=STREAM_OUTPUTS,
+    job=reconciled_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="The watermark gate: publishes hh_margin once settlement, half_hourly and monthly have all "
+    "consumed the latest substrate version N.",
+)
+def watermark_gate(context: dg.MultiAssetSensorEvaluationContext, store: DeltaRsStore):
+    if not any(context.latest_materialization_records_by_key().values()):
+        return dg.SkipReason("no stream published since the last evaluation")
+    context.advance_all_cursors()
+    return gate_request(store)
+
+
+def gate_request(store: DeltaRsStore) -> dg.RunRequest | dg.SkipReason:
+    """Open the gate for the latest N if every stream has consumed it and hh_margin has not."""
+    number = latest_substrate_version(store)
+    if number is None:
+        return dg.SkipReason("no substrate version recorded yet")
+    pin = resolve_pin(store, number)
+    closed = [p.describe() for s in CHILD_STREAMS if not (p := stream_progress(store, s, pin)).consumed]
+    if closed:
+        return dg.SkipReason(f"gate closed for N={number}: " + "; ".join(closed))
+    reconciled = stream_progress(store, RECONCILED, pin)
+    if reconciled.consumed:
+        return dg.SkipReason(f"hh_margin already reflects N={number}")
+    inputs = ",".join(f"{s.source}={s.target}" for s in reconciled.sources)
+    return dg.RunRequest(
+        run_key=f"hh_margin@{number}:{inputs}",
+        run_config=RECONCILED.run_config(ReconciledProfile(substrate_version=number)),
+        tags={SUBSTRATE_VERSION_TAG: str(number)},
+    )

@@ -1,0 +1,162 @@
+"""substrate_sensor (one parent per substrate version) and the watermark gate (open only at N for all).
+
+Real Delta control tables and a real (temporary) Dagster instance; stream
+progress is set by writing each consumer's watermarks exactly as a finished
+stream run would (``advance_watermarks`` to the versions a run pinned to N reads).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from margin_pipeline.definitions import defs
+from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
+from margin_pipeline.orchestration.sensors import (
+    STREAM_OUTPUTS,
+    gate_request,
+    substrate_sensor,
+    watermark_gate,
+)
+from margin_pipeline.orchestration.streams import HALF_HOURLY, MONTHLY, RECONCILED, SETTLEMENT, Stream
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.shared.runner import source_targets
+from margin_pipeline.streams.shared.watermarks import advance_watermarks
+from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.substrate.versions import resolve_pin
+from margin_pipeline.synthetic import Scenario, generate_history
+from margin_pipeline_tests.helpers import csv
+
+PRICES = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
+
+
+def prices(day: str, run: str, price: float) -> str:
+    return csv(PRICES, *(f"{day},{p},{run},{price}" for p in range(1, 49)))
+
+
+@pytest.fixture
+def history(data_root, publish, store) -> int:
+    """A small synthetic history (every feed) ingested as substrate version 1."""
+    generate_history(data_root.landing, Scenario(meters=3, days=2, seed=1))
+    number = publish({})
+    for output in (
+        SETTLEMENT_COST_HH,
+        HH_REVENUE,
+    ):  # hh_margin's inputs, as the streams' first runs leave them
+        store.ensure_table(output)
+    return number
+
+
+def consume(store: DeltaRsStore, stream: Stream, number: int) -> None:
+    """Record ``stream`` as having consumed substrate version ``number`` (what its run's finish does)."""
+    pin = resolve_pin(store, number)
+    for consumer in stream.consumers:
+        targets = source_targets(store, consumer.sources, pin)
+        advance_watermarks(store, consumer.watermark, targets, number, "test")
+
+
+class SensorHarness:
+    """Evaluates a multi-asset sensor tick after tick, carrying its cursor like the daemon does."""
+
+    def __init__(self, sensor, monitored, instance: dg.DagsterInstance, store: DeltaRsStore) -> None:
+        self.sensor, self.monitored, self.instance, self.store = sensor, monitored, instance, store
+        self.cursor: str | None = None
+
+    def tick(self) -> dg.RunRequest | dg.SkipReason:
+        context = dg.build_multi_asset_sensor_context(
+            monitored_assets=self.monitored,
+            instance=self.instance,
+            definitions=defs,
+            resources={"store": self.store},
+            cursor=self.cursor,
+        )
+        result = self.sensor(context)
+        self.cursor = context.cursor
+        return result
+
+    def materialized(self, key: dg.AssetKey) -> None:
+        self.instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def test_substrate_sensor_requests_one_parent_per_substrate_version(publish, store, instance) -> None:
+    keys = [spec.asset_key for spec in SUBSTRATE.values()]
+    sensor = SensorHarness(substrate_sensor, keys, instance, store)
+    assert isinstance(sensor.tick(), dg.SkipReason)  # nothing ingested, nothing materialized
+
+    assert publish({"prices": prices("2025-10-01", "SF", 50.0)}) == 1
+    sensor.materialized(SUBSTRATE["prices"].asset_key)
+    first = sensor.tick()
+    assert isinstance(first, dg.RunRequest)
+    assert first.run_key == "substrate@1"
+    assert first.run_config["ops"]["pin_substrate"]["config"]["substrate_version"] == 1
+    assert isinstance(sensor.tick(), dg.SkipReason), "no new materialization: no request"
+
+    # Another materialization without a new version asks again with the same run_key, which the
+    # daemon drops: one version starts one parent.
+    sensor.materialized(SUBSTRATE["prices"].asset_key)
+    again = sensor.tick()
+    assert isinstance(again, dg.RunRequest) and again.run_key == first.run_key
+
+    for stream in (SETTLEMENT, HALF_HOURLY, MONTHLY):
+        consume(store, stream, 1)
+    sensor.materialized(SUBSTRATE["prices"].asset_key)
+    consumed = sensor.tick()
+    assert (
+        isinstance(consumed, dg.SkipReason)
+        and "already consumed substrate version 1" in consumed.skip_message
+    )
+
+    assert publish({"prices": prices("2025-10-01", "R1", 51.0)}) == 2
+    sensor.materialized(SUBSTRATE["prices"].asset_key)
+    second = sensor.tick()
+    assert isinstance(second, dg.RunRequest) and second.run_key == "substrate@2"
+
+
+def test_gate_opens_only_when_every_stream_has_consumed_n(history, publish, store) -> None:
+    assert history == 1
+    closed = gate_request(store)
+    assert isinstance(closed, dg.SkipReason)
+    assert "gate closed for N=1" in closed.skip_message and "settlement is behind" in closed.skip_message
+
+    consume(store, SETTLEMENT, 1)
+    consume(store, HALF_HOURLY, 1)
+    closed = gate_request(store)
+    assert isinstance(closed, dg.SkipReason)
+    assert "monthly is behind" in closed.skip_message and "settlement is behind" not in closed.skip_message
+
+    consume(store, MONTHLY, 1)
+    opened = gate_request(store)
+    assert isinstance(opened, dg.RunRequest)
+    assert opened.run_key.startswith("hh_margin@1:")
+    assert all(cfg["config"]["substrate_version"] == 1 for cfg in opened.run_config["ops"].values())
+
+    consume(store, RECONCILED, 1)
+    done = gate_request(store)
+    assert isinstance(done, dg.SkipReason) and "already reflects N=1" in done.skip_message
+
+    # N=2 restates prices: settlement has not consumed it yet, so the gate is closed again,
+    # even though the other two streams have nothing new to read.
+    assert publish({"prices": prices("2025-10-01", "RF", 51.0)}) == 2
+    consume(store, HALF_HOURLY, 2)
+    consume(store, MONTHLY, 2)
+    closed = gate_request(store)
+    assert (
+        isinstance(closed, dg.SkipReason)
+        and "settlement is behind substrate version 2" in closed.skip_message
+    )
+
+
+def test_watermark_gate_sensor_acts_on_stream_publications(history, store, instance) -> None:
+    sensor = SensorHarness(watermark_gate, STREAM_OUTPUTS, instance, store)
+    for stream in (SETTLEMENT, HALF_HOURLY, MONTHLY):
+        consume(store, stream, 1)
+    assert isinstance(sensor.tick(), dg.SkipReason), "no stream published yet"
+    sensor.materialized(MONTHLY.assets[-1].key)
+    request = sensor.tick()
+    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("hh_margin@1:")
