@@ -1,4 +1,4 @@
-"""``margin-pipeline``: generate data, run the chain synchronously, print summaries.
+"""``margin-pipeline``: generate data, drive the chain to hh_margin through the daemon, print summaries.
 
     margin-pipeline generate --meters 200 --days 30 --seed 7   # a publication history into landing/
     margin-pipeline generate --next-day                         # the next day's publications

@@ -27,10 +27,31 @@ def test_substrate_asset_specs() -> None:
     assert all(specs[k].description for k in substrate)
 
 
-def test_landing_sensor_targets_ingest_and_starts_running() -> None:
-    sensor = defs.resolve_sensor_def("landing_sensor")
-    assert sensor.job_name == "ingest"
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+def test_sensors_target_their_jobs_and_start_running() -> None:
+    """The event-driven chain: files -> ingest -> parent -> (children) -> gate -> reconciled."""
+    targets = {
+        "landing_sensor": "ingest",
+        "substrate_sensor": "margin_job_of_jobs",
+        "watermark_gate": "reconciled",
+    }
+    for name, job in targets.items():
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.job_name == job
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_parent_graph_runs_two_streams_side_by_side_then_monthly() -> None:
+    job = defs.resolve_job_def("margin_job_of_jobs")
+    deps = job.graph.dependency_structure
+    upstream = {
+        n: sorted({o.node_name for o in deps.all_upstream_outputs_from_node(n)}) for n in job.graph.node_dict
+    }
+    assert upstream == {
+        "pin_substrate": [],
+        "settlement": ["pin_substrate"],
+        "half_hourly": ["pin_substrate"],
+        "monthly": ["half_hourly", "pin_substrate", "settlement"],
+    }
 
 
 def test_asset_graph_snapshot() -> None:
@@ -80,6 +101,7 @@ def test_asset_graph_snapshot() -> None:
 def test_each_stream_is_its_own_job_with_its_own_tag() -> None:
     jobs = {j.name: j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
     assert {name: j.tags.get("margin_pipeline/stream") for name, j in jobs.items()} == {
+        "margin_job_of_jobs": "parent",
         "ingest": "ingest",
         "settlement_stream": "settlement",
         "half_hourly_stream": "half_hourly",

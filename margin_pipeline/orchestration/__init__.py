@@ -1,1 +1,1 @@
-"""Cross-stream order: what runs after what, and the synchronous chain behind ``margin-pipeline run``."""
+"""What crosses streams: the job of jobs, the sensors that carry the chain, stream progress and plans."""

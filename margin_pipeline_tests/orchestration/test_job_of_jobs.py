@@ -1,0 +1,209 @@
+"""The parent job end to end on a real instance: a dagster-daemon, a queued run coordinator with the
+repo's dagster.yaml limits, child runs launched as their own processes, real Delta and Spark.
+
+One uninterrupted deployment is the reference; in a second one the data files of
+a table only half_hourly reads are unavailable for a while (a storage fault): it
+fails, is repaired by re-executing the parent from failure and must end with the
+same tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.storage.dagster_run import RunsFilter
+
+from margin_pipeline.gold import GOLD, SETTLEMENT_COST_HH
+from margin_pipeline.orchestration.drive import (
+    daemon,
+    follow_chain,
+    launch,
+    reexecute_from_failure,
+    wait_for_runs,
+)
+from margin_pipeline.orchestration.parent import PARENT_JOB
+from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, RunReport, report
+from margin_pipeline.orchestration.sensors import gate_request
+from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.monthly.tables import DAY_LEDGER
+from margin_pipeline.substrate.ingest import ingest, pending_files
+from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.substrate.versions import record_substrate_version
+from margin_pipeline.synthetic import Scenario, generate_history
+from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = Scenario(meters=8, days=3, seed=11)
+OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
+
+
+@contextlib.contextmanager
+def deployment(root: Path) -> Iterator[dg.DagsterInstance]:
+    """A data root with one ingested substrate version, its instance, and a daemon serving it."""
+    saved = {k: os.environ.get(k) for k in (ROOT_ENV, "DAGSTER_HOME")}
+    os.environ[ROOT_ENV] = str(root)  # the daemon, code server and run workers inherit it
+    try:
+        home = root / "dagster"
+        home.mkdir(parents=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+        # instance_for_test writes its dagster.yaml (the repo's, plus test settings) into home.
+        repo_config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+        data_root = DataRoot(root=str(root))
+        generate_history(data_root.landing, SCENARIO)
+        store = DeltaRsStore(lake_root=str(data_root.lake))
+        ingest(data_root, store, pending_files(data_root))  # in process: no sensor sees it
+        record_substrate_version(store, "test")
+        with (
+            dg.instance_for_test(overrides=repo_config, temp_dir=str(home)) as instance,
+            daemon(instance, home / "daemon.log"),
+        ):
+            yield instance
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def children_of(instance: dg.DagsterInstance, parent_id: str) -> dict[str, RunReport]:
+    runs = instance.get_runs(filters=RunsFilter(tags={PARENT_RUN_TAG: parent_id}))
+    return {r.job_name: report(instance, r.run_id) for r in runs}
+
+
+def runs_of(instance: dg.DagsterInstance, job: str) -> list[RunReport]:
+    return [report(instance, r.run_id) for r in instance.get_runs(filters=RunsFilter(job_name=job))]
+
+
+@dataclass
+class Uninterrupted:
+    root: Path
+    parent: RunReport
+    children: dict[str, RunReport]
+    child_configs: dict[str, dict]
+    second: RunReport
+    second_children: dict[str, RunReport]
+    second_statuses_while_first_ran: set[str]
+    reconciled: list[RunReport]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    with deployment(root) as instance:
+        since = time.time()
+        first = launch(instance, PARENT_JOB)
+        second = launch(instance, PARENT_JOB)  # a second request while the first one runs
+        seen: set[str] = set()
+        while instance.get_run_by_id(first).status.value in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED"):
+            if instance.get_run_by_id(first).status == dg.DagsterRunStatus.STARTED:
+                seen.add(instance.get_run_by_id(second).status.value)
+            time.sleep(0.5)
+        parent, second_report = wait_for_runs(instance, [first, second])
+        outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
+        assert outcome.done, outcome.message
+        children = children_of(instance, first)
+        return Uninterrupted(
+            root=root,
+            parent=parent,
+            children=children,
+            child_configs={j: instance.get_run_by_id(c.run_id).run_config for j, c in children.items()},
+            second=second_report,
+            second_children=children_of(instance, second),
+            second_statuses_while_first_ran=seen,
+            reconciled=runs_of(instance, "reconciled"),
+        )
+
+
+def test_children_run_side_by_side_and_monthly_waits_for_both(uninterrupted: Uninterrupted) -> None:
+    assert uninterrupted.parent.success, uninterrupted.parent.error
+    children = uninterrupted.children
+    assert set(children) == {"settlement_stream", "half_hourly_stream", "monthly_stream"}
+    assert all(c.success for c in children.values())
+    settlement, half_hourly, monthly = (
+        children[j] for j in ("settlement_stream", "half_hourly_stream", "monthly_stream")
+    )
+    assert settlement.started < half_hourly.ended and half_hourly.started < settlement.ended, "no overlap"
+    assert monthly.started >= max(settlement.ended, half_hourly.ended)
+    for job, config in uninterrupted.child_configs.items():  # each child gets its own profile, N pinned
+        ops = config["ops"]
+        assert ops and all(op["config"]["substrate_version"] == 1 for op in ops.values()), job
+    assert (
+        uninterrupted.child_configs["settlement_stream"] != uninterrupted.child_configs["half_hourly_stream"]
+    )
+    assert all(c.tags["margin_pipeline/substrate_version"] == "1" for c in children.values())
+
+
+def test_second_parent_request_waits_in_the_queue_and_then_skips_every_child(
+    uninterrupted: Uninterrupted,
+) -> None:
+    assert uninterrupted.second_statuses_while_first_ran == {"QUEUED"}
+    assert uninterrupted.second.success
+    assert uninterrupted.second.started >= uninterrupted.parent.ended
+    assert uninterrupted.second_children == {}, "every stream had consumed N: nothing to launch"
+
+
+def test_gate_publishes_hh_margin_once_all_streams_consumed_n(uninterrupted: Uninterrupted) -> None:
+    [reconciled] = uninterrupted.reconciled
+    assert reconciled.success
+    assert reconciled.tags.get("dagster/sensor_name") == "watermark_gate"
+    assert reconciled.started >= uninterrupted.children["monthly_stream"].ended
+    store = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
+    assert rows_by_key(store, GOLD["hh_margin"]), "hh_margin was published"
+
+
+def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
+    uninterrupted: Uninterrupted, tmp_path: Path
+) -> None:
+    root = tmp_path / "repaired"
+    rates = DataRoot(root=str(root)).lake / SUBSTRATE["tariff_rates"].name
+    aside = tmp_path / "aside"
+    with deployment(root) as instance:
+        # A storage fault only half_hourly meets: tariff_rates' data files are unreadable for a while.
+        aside.mkdir()
+        for data_file in rates.glob("*.parquet"):
+            data_file.rename(aside / data_file.name)
+        store = DeltaRsStore(lake_root=str(DataRoot(root=str(root)).lake))
+
+        (failed,) = wait_for_runs(instance, [launch(instance, PARENT_JOB)])
+        assert failed.status == "FAILURE"
+        children = children_of(instance, failed.run_id)
+        assert children["settlement_stream"].success
+        assert children["half_hourly_stream"].status == "FAILURE"
+        assert "monthly_stream" not in children, "nothing downstream of a failed child starts"
+        parent_error = instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        [message] = [e.dagster_event.step_failure_data.error.message for e in parent_error]
+        assert "half_hourly_stream" in message and children["half_hourly_stream"].run_id in message
+        assert rows_by_key(store, SETTLEMENT_COST_HH), "the sibling's committed output stays"
+        time.sleep(15)  # give the gate sensor time to (wrongly) act on settlement's publication
+        assert isinstance(gate_request(store), dg.SkipReason)
+        assert runs_of(instance, "reconciled") == [], "the gate stays closed"
+
+        for data_file in aside.iterdir():  # the fault is cleared; repair
+            (rates / data_file.name).write_bytes(data_file.read_bytes())
+        since = time.time()
+        (repaired,) = wait_for_runs(instance, [reexecute_from_failure(instance, failed.run_id)])
+        assert repaired.success, repaired.error
+        assert set(children_of(instance, repaired.run_id)) == {"half_hourly_stream", "monthly_stream"}
+        outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
+        assert outcome.done, outcome.message
+
+        reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
+        for name, spec in OUTPUTS.items():
+            assert_same_rows(rows_by_key(store, spec), rows_by_key(reference, spec), name)
+
+        # Re-running the whole parent is safe: every stream has consumed N, nothing is rewritten.
+        versions = {name: store.version(spec) for name, spec in OUTPUTS.items()}
+        (rerun,) = wait_for_runs(instance, [launch(instance, PARENT_JOB)])
+        assert rerun.success and children_of(instance, rerun.run_id) == {}
+        assert {name: store.version(spec) for name, spec in OUTPUTS.items()} == versions
