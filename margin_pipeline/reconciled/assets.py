@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame
 from margin_pipeline.gold import HH_MARGIN, HH_REVENUE, SETTLEMENT_COST_HH
 from margin_pipeline.reconciled.rules import KEY, hh_margin
 from margin_pipeline.streams.shared.assets import stream_asset, stream_job
-from margin_pipeline.streams.shared.changes import changed_keys
+from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.profile import StreamProfile
 from margin_pipeline.streams.shared.runner import Source, StreamRun
 
@@ -32,8 +32,7 @@ def plan_reconciled(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
             for n in ("hh_revenue", "settlement_cost_hh")
             if (c := run.changes(n)) is not None
         ]
-        keys = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1]).distinct()
-        keys = keys.cache()
+        keys = union_all(parts).distinct().cache()
     revenue = run.rows_for("hh_revenue", keys, KEY)
     cost = run.rows_for("settlement_cost_hh", keys, KEY)
     return hh_margin(revenue, cost), keys

@@ -14,7 +14,7 @@ from margin_pipeline.streams.monthly.rules import DAY, day_ledger, monthly_margi
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.calendar import month_start
-from margin_pipeline.streams.shared.changes import changed_keys
+from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.fanout import supply_ranges
 from margin_pipeline.streams.shared.runner import Source, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
@@ -68,10 +68,7 @@ def _affected_days(run: StreamRun, metering_points: DataFrame, agreements: DataF
         parts.append(volumes_of_mpans(run, mpans).select(*DAY))
     if not parts:
         return run.empty(DAY_LEDGER).select(*DAY)
-    days = parts[0]
-    for part in parts[1:]:
-        days = days.unionByName(part)
-    return days.distinct().cache()
+    return union_all(parts).distinct().cache()
 
 
 def plan_margin(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
@@ -108,10 +105,7 @@ def _affected_months(run: StreamRun, ledger: DataFrame) -> DataFrame:
             )
     if not parts:
         return run.empty(MONTHLY_MARGIN).select("account_id", "month")
-    months = parts[0]
-    for part in parts[1:]:
-        months = months.unionByName(part)
-    return months.where(F.col("account_id").isNotNull()).distinct().cache()
+    return union_all(parts).where(F.col("account_id").isNotNull()).distinct().cache()
 
 
 monthly_day_ledger = stream_asset(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from margin_pipeline.store.base import CHANGE_TYPE, COMMIT_VERSION
+
+
+def union_all(parts: Sequence[DataFrame]) -> DataFrame:
+    """One DataFrame of every row of ``parts`` (same columns, matched by name); ``parts`` is not empty."""
+    return reduce(DataFrame.unionByName, parts)
 
 
 def changed_keys(changes: DataFrame, columns: Sequence[str]) -> DataFrame:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from margin_pipeline.streams.shared.changes import changed_keys, latest_state
+from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
 from margin_pipeline.streams.shared.runner import StreamRun
 
 VOLUMES = "settlement_volumes"
@@ -56,13 +56,7 @@ def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
     if not rows:
         empty = run.snapshot(VOLUMES).limit(0)
         return VolumeScope(empty, empty.select(*VOLUME_KEY))
-    union_rows = rows[0]
-    for frame in rows[1:]:
-        union_rows = union_rows.unionByName(frame)
-    union_keys = keys[0]
-    for frame in keys[1:]:
-        union_keys = union_keys.unionByName(frame)
-    return VolumeScope(union_rows.dropDuplicates(VOLUME_KEY).cache(), union_keys.distinct().cache())
+    return VolumeScope(union_all(rows).dropDuplicates(VOLUME_KEY).cache(), union_all(keys).distinct().cache())
 
 
 def volumes_of_mpans(run: StreamRun, mpans: DataFrame) -> DataFrame:
