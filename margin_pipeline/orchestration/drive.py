@@ -180,17 +180,21 @@ def follow_chain(
     idle_since: float | None = None
     last = ""
     while True:
-        runs = instance.get_runs(filters=RunsFilter(created_after=_utc(since)))
-        reports = [report(instance, r.run_id) for r in reversed(runs)]
-        failed = [r for r in reports if r.status in ("FAILURE", "CANCELED")]
-        active = [r for r in reports if r.status not in ("SUCCESS", "FAILURE", "CANCELED")]
+        runs = list(reversed(instance.get_runs(filters=RunsFilter(created_after=_utc(since)))))
+        # Statuses come from the run records; event logs are read only once the outcome is known.
+        failed = [r for r in runs if r.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+        active = [r for r in runs if r.status not in FINISHED_STATUSES]
         if failed:
-            first = failed[0]
-            return ChainOutcome(False, f"{first.job} run {first.run_id} failed: {first.error}", reports)
+            first = report(instance, failed[0].run_id)
+            return ChainOutcome(
+                False,
+                f"{first.job} run {first.run_id} failed: {first.error}",
+                [report(instance, r.run_id) for r in runs],
+            )
         done, waiting_on = chain_state(root)
         if done and not active:
-            return ChainOutcome(True, waiting_on, reports)
-        status = f"{len(reports)} run(s), {len(active)} active; {waiting_on}"
+            return ChainOutcome(True, waiting_on, [report(instance, r.run_id) for r in runs])
+        status = f"{len(runs)} run(s), {len(active)} active; {waiting_on}"
         if status != last:
             on_progress(status)
             last = status
@@ -200,9 +204,13 @@ def follow_chain(
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > stall_seconds:
             message = f"stalled: {waiting_on}; no run active for {stall_seconds:.0f} s"
-            return ChainOutcome(False, message, reports)
+            return ChainOutcome(False, message, [report(instance, r.run_id) for r in runs])
         if time.monotonic() > deadline:
-            return ChainOutcome(False, f"timed out after {timeout:.0f} s: {waiting_on}", reports)
+            return ChainOutcome(
+                False,
+                f"timed out after {timeout:.0f} s: {waiting_on}",
+                [report(instance, r.run_id) for r in runs],
+            )
         time.sleep(2)
 
 
