@@ -8,9 +8,10 @@ ranges into the output keys they own.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from margin_pipeline.store.base import CHANGE_TYPE, COMMIT_VERSION
 from margin_pipeline.streams.shared.calendar import local_date
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.runner import StreamRun
@@ -34,11 +35,62 @@ def charge_ranges(changes: DataFrame, metering_points: DataFrame) -> DataFrame:
     return mpans_in_groups(metering_points, groups)
 
 
-def agreement_ranges(changes: DataFrame) -> DataFrame:
-    """An agreement touches its MPAN over its supply dates (old and new, for a correction)."""
-    return changed_keys(changes, ["mpan_core", "supply_start", "supply_end"]).select(
-        "mpan_core", F.col("supply_start").alias("first"), F.col("supply_end").alias("last")
+def agreement_changes(changes: DataFrame) -> DataFrame:
+    """The dates whose supply agreement changes alter: ``(account_id, mpan_core, first, last)``.
+
+    Per agreement key, the state before the range (absent when its first change inserted it) is
+    compared with the state after it (absent when its last change deleted it). A new ``supply_end``
+    on the same tariff touches only the days between the old and the new end: closing an open
+    agreement touches the days after its new end, not its whole history. An insert, a delete or a
+    tariff switch touches the agreement's whole range. ``last`` null means open.
+    """
+    key = ["account_id", "mpan_core", "supply_start"]
+    kind = F.col(CHANGE_TYPE)
+    # The first change of a key shows its old state unless it inserted the key; the last (ignoring
+    # pre-images) shows its new state unless it deleted it.
+    leaves_old = kind.isin("update_preimage", "delete")
+    first = Window.partitionBy(*key).orderBy(F.col(COMMIT_VERSION).asc(), leaves_old.desc())
+    last = Window.partitionBy(*key).orderBy(F.col(COMMIT_VERSION).desc(), (kind == "delete").asc())
+    before = (
+        changes.withColumn("_n", F.row_number().over(first))
+        .where((F.col("_n") == 1) & leaves_old)
+        .select(*key, F.col("tariff_code").alias("old_tariff"), F.col("supply_end").alias("old_end"))
     )
+    after = (
+        changes.where(kind != "update_preimage")
+        .withColumn("_n", F.row_number().over(last))
+        .where((F.col("_n") == 1) & (kind != "delete"))
+        .select(*key, F.col("tariff_code").alias("new_tariff"), F.col("supply_end").alias("new_end"))
+    )
+    far = F.lit("9999-12-31").cast("date")
+    never = F.lit("0001-01-01").cast("date")
+    old_end, new_end = F.coalesce("old_end", far), F.coalesce("new_end", far)
+    both = F.col("old_tariff").isNotNull() & F.col("new_tariff").isNotNull()
+    moved_end = both & (F.col("old_tariff") == F.col("new_tariff"))
+    start = F.when(moved_end, F.date_add(F.least(old_end, new_end), 1)).otherwise(F.col("supply_start"))
+    end = F.greatest(
+        F.when(F.col("old_tariff").isNotNull(), old_end).otherwise(never),
+        F.when(F.col("new_tariff").isNotNull(), new_end).otherwise(never),
+    )
+    unchanged = moved_end & (old_end == new_end)
+    return (
+        before.join(after, key, "full_outer")
+        .where(
+            ~F.coalesce(unchanged, F.lit(False))
+            & (F.col("old_tariff").isNotNull() | F.col("new_tariff").isNotNull())
+        )
+        .select(
+            "account_id",
+            "mpan_core",
+            start.alias("first"),
+            F.when(end == far, F.lit(None).cast("date")).otherwise(end).alias("last"),
+        )
+    )
+
+
+def agreement_ranges(changes: DataFrame) -> DataFrame:
+    """MPAN date ranges whose supply agreement changes alter (see :func:`agreement_changes`)."""
+    return agreement_changes(changes).select(*RANGE)
 
 
 def tariff_ranges(changes: DataFrame, agreements: DataFrame) -> DataFrame:
