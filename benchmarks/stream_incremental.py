@@ -305,7 +305,8 @@ def assets() -> list[Any]:
     """The five stream assets in dependency order (as the incremental-equals-full test runs them)."""
     from margin_pipeline.reconciled.assets import hh_margin_asset
     from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-    from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_margin_asset
+    from margin_pipeline.streams.monthly.assets import monthly_day_ledger
+    from margin_pipeline.streams.monthly.margin import monthly_margin_asset
     from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 
     return [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
@@ -339,7 +340,7 @@ def run_streams(
     records = []
     for asset in assets():
         config = {"substrate_version": pin, "full_rebuild": full_rebuild}
-        run_config = {"ops": {asset.op.name: {"config": config}}}
+        run_config = {"ops": {asset.node_def.name: {"config": config}}}
         capture.by_stream.clear()
         load_before = os.getloadavg()[0]
         started = time.perf_counter()

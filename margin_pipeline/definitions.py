@@ -8,7 +8,8 @@ from margin_pipeline.orchestration.sensors import substrate_sensor, watermark_ga
 from margin_pipeline.reconciled.assets import hh_margin_asset, reconciled_job
 from margin_pipeline.resources import build_resources
 from margin_pipeline.streams.half_hourly.assets import half_hourly_stream, hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_margin_asset, monthly_stream
+from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_stream
+from margin_pipeline.streams.monthly.margin import monthly_margin_asset
 from margin_pipeline.streams.settlement.assets import settlement_cost_hh, settlement_stream
 from margin_pipeline.substrate.assets import ingest_job, ingest_landing
 from margin_pipeline.substrate.sensor import landing_sensor

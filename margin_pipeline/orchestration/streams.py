@@ -16,6 +16,7 @@ from margin_pipeline.reconciled import assets as reconciled
 from margin_pipeline.streams.half_hourly import assets as half_hourly
 from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.monthly import assets as monthly
+from margin_pipeline.streams.monthly import margin as monthly_margin
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.settlement import assets as settlement
 from margin_pipeline.streams.settlement.profile import SettlementProfile
@@ -44,7 +45,7 @@ class Stream:
     def run_config(self, profile: StreamProfile) -> dict:
         """The child run's config: ``profile`` for every asset of the stream."""
         values = profile.model_dump(exclude_unset=False)
-        return {"ops": {a.op.name: {"config": values} for a in self.assets}}
+        return {"ops": {a.node_def.name: {"config": values} for a in self.assets}}
 
 
 SETTLEMENT = Stream(
@@ -64,10 +65,10 @@ HALF_HOURLY = Stream(
 MONTHLY = Stream(
     "monthly",
     monthly.monthly_stream,
-    [monthly.monthly_day_ledger, monthly.monthly_margin_asset],
+    [monthly.monthly_day_ledger, monthly_margin.monthly_margin_asset],
     [
         Consumer(monthly.LEDGER_WATERMARK, monthly.LEDGER_SOURCES),
-        Consumer(monthly.MARGIN_WATERMARK, monthly.MARGIN_SOURCES),
+        Consumer(monthly_margin.MARGIN_WATERMARK, monthly_margin.MARGIN_SOURCES),
     ],
     MonthlyProfile,
 )

@@ -100,7 +100,10 @@ class DeltaRsStore(DeltaStore):
         where: str | None = None,
         columns: list[str] | None = None,
     ) -> pa.Table:
-        """Snapshot as Arrow, without Spark (ingest and control tables use this)."""
+        """Snapshot as Arrow, without Spark (ingest and control tables use this).
+
+        ``where`` only prunes files: it is exact on partition columns, otherwise filter the rows.
+        """
         dataset = self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
         names = columns or list(spec.schema.names)
         return spark_safe(dataset.to_table(columns=names)).cast(
@@ -199,6 +202,22 @@ class DeltaRsStore(DeltaStore):
         """Append to an append-only log table (never one a stream consumes: those are MERGE-only)."""
         self.ensure_table(spec)
         write_deltalake(self.uri(spec), rows.select(spec.schema.names).cast(spec.schema), mode="append")
+
+    def replace(self, spec: TableSpec, rows: pa.Table) -> None:
+        """Overwrite a control table nobody consumes through the change feed (a run's working state)."""
+        self.ensure_table(spec)
+        write_deltalake(self.uri(spec), rows.select(spec.schema.names).cast(spec.schema), mode="overwrite")
+
+    def column_bounds(
+        self, spec: TableSpec, column: str, version: int | None = None
+    ) -> tuple[Any, Any] | None:
+        """(min, max) of ``column`` from the log's per-file statistics (no data read); None when empty."""
+        actions = pa.table(self._existing(spec, version).get_add_actions(flatten=True))
+        if not actions.num_rows:
+            return None
+        low = pa.compute.min(actions.column(f"min.{column}")).as_py()
+        high = pa.compute.max(actions.column(f"max.{column}")).as_py()
+        return None if low is None else (low, high)
 
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
         """Rows in the files a read touches, from the log's per-file statistics (no data read)."""

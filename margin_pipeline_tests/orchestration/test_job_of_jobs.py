@@ -10,6 +10,7 @@ same tables.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import time
 from collections.abc import Iterator
@@ -43,7 +44,8 @@ from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key
 
 pytestmark = pytest.mark.slow
 
-SCENARIO = Scenario(meters=8, days=3, seed=11)
+SCENARIO = Scenario(meters=8, days=3, seed=11, start=dt.date(2025, 9, 29))  # two months: Sept and Oct
+MONTH_STEP = "gold__monthly_margin.margin_month["
 OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
 
 
@@ -81,6 +83,17 @@ def children_of(instance: dg.DagsterInstance, parent_id: str) -> dict[str, RunRe
     return {r.job_name: report(instance, r.run_id) for r in runs}
 
 
+def step_spans(instance: dg.DagsterInstance, run_id: str, prefix: str) -> dict[str, tuple[float, float]]:
+    """Start and end time of each successful step of ``run_id`` whose key starts with ``prefix``."""
+    starts, ends = {}, {}
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+    for record in instance.all_logs(run_id, of_type=kinds):
+        if record.step_key and record.step_key.startswith(prefix):
+            into = starts if record.dagster_event.event_type == dg.DagsterEventType.STEP_START else ends
+            into[record.step_key[len(prefix) : -1]] = record.timestamp
+    return {key: (starts[key], ends[key]) for key in ends}
+
+
 def runs_of(instance: dg.DagsterInstance, job: str) -> list[RunReport]:
     return [report(instance, r.run_id) for r in instance.get_runs(filters=RunsFilter(job_name=job))]
 
@@ -93,6 +106,7 @@ class Uninterrupted:
     child_configs: dict[str, dict]
     second: RunReport
     second_children: dict[str, RunReport]
+    month_steps: dict[str, tuple[float, float]]
     second_statuses_while_first_ran: set[str]
     reconciled: list[RunReport]
 
@@ -120,6 +134,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
             child_configs={j: instance.get_run_by_id(c.run_id).run_config for j, c in children.items()},
             second=second_report,
             second_children=children_of(instance, second),
+            month_steps=step_spans(instance, children["monthly_stream"].run_id, MONTH_STEP),
             second_statuses_while_first_ran=seen,
             reconciled=runs_of(instance, "reconciled"),
         )
@@ -142,6 +157,15 @@ def test_children_run_side_by_side_and_monthly_waits_for_both(uninterrupted: Uni
         uninterrupted.child_configs["settlement_stream"] != uninterrupted.child_configs["half_hourly_stream"]
     )
     assert all(c.tags["margin_pipeline/substrate_version"] == "1" for c in children.values())
+
+
+def test_monthly_child_fans_out_one_step_per_month(uninterrupted: Uninterrupted) -> None:
+    """The for-each: each month monthly_margin recomputes is its own step, run side by side (the bound,
+    MONTH_CONCURRENCY, is the job's executor default: test_definitions)."""
+    steps = uninterrupted.month_steps
+    assert set(steps) == {"2025_09", "2025_10"}
+    (start_a, end_a), (start_b, end_b) = steps.values()
+    assert start_a < end_b and start_b < end_a, f"the month steps did not overlap: {steps}"
 
 
 def test_second_parent_request_waits_in_the_queue_and_then_skips_every_child(

@@ -37,7 +37,8 @@ from margin_pipeline.resources import LOCAL_SPARK_CONFIG
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_margin_asset
+from margin_pipeline.streams.monthly.assets import monthly_day_ledger
+from margin_pipeline.streams.monthly.margin import monthly_margin_asset
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline.streams.shared.watermarks import STREAM_WATERMARKS

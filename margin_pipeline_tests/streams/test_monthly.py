@@ -8,7 +8,8 @@ import pytest
 
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger, monthly_margin_asset
+from margin_pipeline.streams.monthly.assets import monthly_day_ledger
+from margin_pipeline.streams.monthly.margin import monthly_margin_asset
 from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline_tests.helpers import csv, metadata_of, read
 from margin_pipeline_tests.streams.test_half_hourly import RATES, hh_rates

@@ -1,8 +1,14 @@
 """The monthly stream's tuning profile: its run config, with its defaults in this one place."""
 
+import datetime as dt
+
 from pydantic import Field
 
 from margin_pipeline.streams.shared.profile import StreamProfile
+
+#: How many months ``monthly_margin`` recomputes at once: the monthly_stream job's executor
+#: ``max_concurrent`` (each month is its own step, in its own process with its own Spark session).
+MONTH_CONCURRENCY = 2
 
 
 class MonthlyProfile(StreamProfile):
@@ -13,3 +19,35 @@ class MonthlyProfile(StreamProfile):
     broadcast_threshold_mb: int = Field(
         default=64, description="Reference tables below this size are broadcast to the joins."
     )
+    backfill_from: str | None = Field(
+        default=None,
+        description="Backfill: recompute every account of the months backfill_from..backfill_to (YYYY-MM, "
+        "inclusive) of monthly_margin from the day ledger, through the same per-month steps as an "
+        "incremental run. Watermarks are left alone. Empty: consume the change feed as usual.",
+    )
+    backfill_to: str | None = Field(default=None, description="Last month of a backfill (YYYY-MM).")
+
+    def backfill_months(self) -> list[dt.date] | None:
+        """The first days of the backfill's months, or None when this is not a backfill."""
+        if self.backfill_from is None and self.backfill_to is None:
+            return None
+        first, last = (_month(self.backfill_from, "backfill_from"), _month(self.backfill_to, "backfill_to"))
+        if last < first:
+            raise ValueError(f"backfill_to {self.backfill_to} is before backfill_from {self.backfill_from}")
+        months = [first]
+        while months[-1] < last:
+            months.append(next_month(months[-1]))
+        return months
+
+
+def next_month(month: dt.date) -> dt.date:
+    return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _month(text: str | None, name: str) -> dt.date:
+    try:
+        return dt.datetime.strptime(text or "", "%Y-%m").date()
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a month YYYY-MM (both ends of a backfill are needed), got {text!r}"
+        ) from None

@@ -1,6 +1,7 @@
 """How every stream output becomes a Dagster asset and every stream a job: one factory for all."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 from dagster_pyspark import PySparkResource
@@ -46,11 +47,15 @@ def stream_asset(
     return _refresh
 
 
-def stream_job(name: str, stream: str, description: str):
-    """The stream's job: its asset group, tagged so the instance runs one at a time per stream."""
+def stream_job(name: str, stream: str, description: str, **job_args: Any):
+    """The stream's job: its asset group, tagged so the instance runs one at a time per stream.
+
+    ``job_args`` (an executor and its default config) go to ``define_asset_job``.
+    """
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.groups(stream),
         description=description,
         tags={STREAM_TAG: stream},
+        **job_args,
     )

@@ -59,6 +59,10 @@ class StreamRun:
     run_id: str = ""
     force_full: bool = False
     log: Any = None
+    #: Versions to read each source at (default: what ``pin`` implies). A run that fixes them and
+    #: sets ``consume=False`` reads snapshots only: no change feed, no watermarks of its own.
+    targets: dict[str, int] = field(default_factory=dict)
+    consume: bool = True
     rows_read: dict[str, int] = field(default_factory=dict)
     change_rows: dict[str, int] = field(default_factory=dict)
     reason: str = ""
@@ -67,13 +71,15 @@ class StreamRun:
         self.started = time.perf_counter()
         self.by_name = {s.name: s for s in self.sources}
         self.watermarks = read_watermarks(self.store, self.stream).versions
-        self.targets = source_targets(self.store, self.sources, self.pin)
+        self.targets = self.targets or source_targets(self.store, self.sources, self.pin)
+        self._changes: dict[str, DataFrame] = {}
+        if not self.consume:
+            return
         missing = [s.name for s in self.sources if s.name not in self.watermarks]
         if self.force_full:
             self.reason = "full rebuild requested"
         elif missing:
             self.reason = f"no watermark for {', '.join(missing)}"
-        self._changes: dict[str, DataFrame] = {}
         if not self.reason:
             self._load_changes()
 
@@ -236,7 +242,7 @@ def refresh(
     run = StreamRun(stream, spark, store, sources, pin, context.run_id, profile.full_rebuild, context.log)
     if run.up_to_date:
         context.log.info(f"{stream}: every source is at its watermark for substrate version {pin.number}")
-        return dg.MaterializeResult(metadata=_as_metadata(run.metadata(None, 0)))
+        return dg.MaterializeResult(metadata=as_metadata(run.metadata(None, 0)))
     if run.full:
         context.log.warning(f"{stream}: full rebuild ({run.reason})")
     desired, scope = plan(run)
@@ -250,10 +256,10 @@ def refresh(
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{outcome.inserted} "
         f"~{outcome.updated} -{outcome.deleted}"
     )
-    return dg.MaterializeResult(metadata=_as_metadata(metadata))
+    return dg.MaterializeResult(metadata=as_metadata(metadata))
 
 
-def _as_metadata(values: dict[str, Any]) -> dict[str, Any]:
+def as_metadata(values: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
 
     out: dict[str, Any] = {}
