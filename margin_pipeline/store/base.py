@@ -103,6 +103,26 @@ class DeltaStore(dg.ConfigurableResource):
         """Rows in the files a read of ``version`` with ``where`` touches (after file pruning)."""
 
     @abstractmethod
+    def read_arrow(
+        self,
+        spec: TableSpec,
+        version: int | None = None,
+        where: str | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """Snapshot as Arrow (control tables). ``where`` may only prune files: filter rows yourself."""
+
+    @abstractmethod
+    def column_bounds(
+        self, spec: TableSpec, column: str, version: int | None = None
+    ) -> tuple[Any, Any] | None:
+        """(min, max) of ``column`` at ``version``; None when the table is empty."""
+
+    @abstractmethod
+    def replace(self, spec: TableSpec, rows: pa.Table) -> None:
+        """Overwrite a control table nobody consumes through the change feed (a run's working state)."""
+
+    @abstractmethod
     def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         """Change-feed rows of versions ``(after, up_to]`` with ``_change_type`` and
         ``_commit_version``. Raises :class:`StaleWatermarkError` when that range is gone."""

@@ -215,8 +215,11 @@ class DeltaRsStore(DeltaStore):
         actions = pa.table(self._existing(spec, version).get_add_actions(flatten=True))
         if not actions.num_rows:
             return None
-        low = pa.compute.min(actions.column(f"min.{column}")).as_py()
-        high = pa.compute.max(actions.column(f"max.{column}")).as_py()
+        if column in spec.partition_by:  # partition values, not statistics
+            low_values = high_values = actions.column(f"partition.{column}")
+        else:
+            low_values, high_values = actions.column(f"min.{column}"), actions.column(f"max.{column}")
+        low, high = pa.compute.min(low_values).as_py(), pa.compute.max(high_values).as_py()
         return None if low is None else (low, high)
 
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:

@@ -101,6 +101,35 @@ class DeltaSparkStore(DeltaStore):
         frame = reader.load(self.uri(spec))
         return (frame.where(where) if where else frame).select(*spec.schema.names)
 
+    def read_arrow(
+        self,
+        spec: TableSpec,
+        version: int | None = None,
+        where: str | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        names = columns or list(spec.schema.names)
+        table = self.read(self._spark(), spec, version, where).select(*names).toArrow()
+        return table.cast(pa.schema([spec.schema.field(c) for c in names]))
+
+    def column_bounds(
+        self, spec: TableSpec, column: str, version: int | None = None
+    ) -> tuple[Any, Any] | None:
+        from pyspark.sql import functions as F
+
+        low, high = self.read(self._spark(), spec, version).agg(F.min(column), F.max(column)).first()
+        return None if low is None else (low, high)
+
+    def replace(self, spec: TableSpec, rows: pa.Table) -> None:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        self.ensure_table(spec)
+        spark = self._spark()
+        frame = spark.createDataFrame(
+            rows.select(spec.schema.names).to_pylist(), from_arrow_schema(spec.schema)
+        )
+        frame.write.format("delta").mode("overwrite").save(self.uri(spec))
+
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
         return self.read(self._spark(), spec, version, where).count()
 

@@ -153,3 +153,14 @@ def test_row_count_follows_file_pruning(impl: DeltaStore) -> None:
     impl.merge(SPEC, upsert(("a", D1, 1.0, None), ("b", D1, 2.0, None), ("c", D2, 3.0, None)))
     assert impl.row_count(SPEC) == 3
     assert impl.row_count(SPEC, where="day = '2025-10-02'") == 1
+
+
+def test_control_table_reads_bounds_and_replace(impl: DeltaStore) -> None:
+    """What watermarks, substrate pins and the monthly for-each's scope need of a store."""
+    assert impl.merge(SPEC, upsert(("a", D1, 1.0, "x"), ("b", D2, 2.0, None))).inserted == 2
+    assert sorted(impl.read_arrow(SPEC).column("meter").to_pylist()) == ["a", "b"]
+    assert impl.read_arrow(SPEC, columns=["kwh"]).schema == pa.schema([SPEC.schema.field("kwh")])
+    assert impl.column_bounds(SPEC, "kwh") == (1.0, 2.0)
+    impl.replace(SPEC, rows(("c", D1, 3.0, "only")))
+    assert impl.read_arrow(SPEC).to_pylist() == [{"meter": "c", "day": D1, "kwh": 3.0, "note": "only"}]
+    assert impl.column_bounds(SPEC, "day") == (D1, D1)
