@@ -2,18 +2,19 @@
 #   make demo   generate 200 meters x 30 days, ingest, run the chain, print the summary
 #   make test   the test suite (what CI runs)
 #   make ui     the Dagster UI on http://127.0.0.1:3000
+#   make wheel  dist/margin_pipeline-<version>-py3-none-any.whl, what Databricks job clusters install
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 export MARGIN_PIPELINE_ROOT ?= $(CURDIR)/.margin
 
-.PHONY: install demo test ui lint bench clean-data
+.PHONY: install demo test ui lint bench wheel clean-data
 .DEFAULT_GOAL := demo
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[local,dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -34,6 +35,12 @@ ui: install
 
 bench: install
 	$(BIN)/python -m benchmarks.ingest_throughput
+
+wheel: install
+	rm -rf build dist/margin_pipeline-*.whl
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	rm -rf build
+	@ls dist/margin_pipeline-*.whl
 
 clean-data:
 	rm -rf $(MARGIN_PIPELINE_ROOT)

@@ -394,7 +394,7 @@ def proxy_full(incremental: list[dict[str, Any]], history: list[dict[str, Any]])
 
 
 def warm_spark(config: dict[str, Any]) -> float:
-    """Start the process's one Spark session before anything is timed (PySparkResource reuses it)."""
+    """Start the process's one Spark session before anything is timed (LazyPySparkResource reuses it)."""
     from pyspark.sql import SparkSession
 
     started = time.perf_counter()
@@ -490,7 +490,7 @@ def attribution(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from dagster_pyspark import PySparkResource
+    from dagster_pyspark import LazyPySparkResource
 
     from margin_pipeline.resources import LOCAL_SPARK_CONFIG
 
@@ -529,7 +529,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
         if args.prepare_only:
             return payload
-        pyspark = PySparkResource(spark_config=LOCAL_SPARK_CONFIG)
+        pyspark = LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)
         payload["spark_start_seconds"] = warm_spark(LOCAL_SPARK_CONFIG)
         capture.install()
         for days in lengths:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dagster_pyspark import PySparkResource
+from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.settings import DataRoot, default_root
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -42,5 +42,5 @@ def build_resources(root: Path | None = None) -> dict[str, Any]:
     return {
         "data_root": data_root,
         "store": DeltaRsStore(lake_root=str(data_root.lake)),
-        "pyspark": PySparkResource(spark_config=LOCAL_SPARK_CONFIG),
+        "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG),
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster_pyspark import PySparkResource
+from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -88,7 +88,7 @@ def materialize(store: DeltaRsStore, spark) -> Callable[..., dg.ExecuteInProcess
     def _materialize(assets: list[Any], config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
         from margin_pipeline.resources import LOCAL_SPARK_CONFIG
 
-        resources = {"store": store, "pyspark": PySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
+        resources = {"store": store, "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
         run_config = {"ops": {name: {"config": cfg} for name, cfg in (config or {}).items()}}
         return dg.materialize(assets, resources=resources, run_config=run_config)
 

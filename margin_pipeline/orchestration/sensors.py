@@ -20,7 +20,8 @@ from margin_pipeline.orchestration.parent import PARENT_JOB, ParentConfig, margi
 from margin_pipeline.orchestration.progress import stream_progress
 from margin_pipeline.orchestration.runs import SUBSTRATE_VERSION_TAG
 from margin_pipeline.orchestration.streams import CHILD_STREAMS, RECONCILED
-from margin_pipeline.reconciled.assets import ReconciledProfile, reconciled_job
+from margin_pipeline.reconciled.assets import reconciled_job
+from margin_pipeline.reconciled.plan import ReconciledProfile
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.substrate.assets import SUBSTRATE_GROUP
 from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin

@@ -13,12 +13,17 @@ from typing import Any
 import dagster as dg
 
 from margin_pipeline.reconciled import assets as reconciled
+from margin_pipeline.reconciled import plan as reconciled_plan
 from margin_pipeline.streams.half_hourly import assets as half_hourly
+from margin_pipeline.streams.half_hourly import plan as half_hourly_plan
 from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.monthly import assets as monthly
 from margin_pipeline.streams.monthly import margin as monthly_margin
+from margin_pipeline.streams.monthly import months as monthly_months
+from margin_pipeline.streams.monthly import plan as monthly_plan
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.settlement import assets as settlement
+from margin_pipeline.streams.settlement import plan as settlement_plan
 from margin_pipeline.streams.settlement.profile import SettlementProfile
 from margin_pipeline.streams.shared.profile import StreamProfile
 from margin_pipeline.streams.shared.runner import Source
@@ -52,14 +57,14 @@ SETTLEMENT = Stream(
     "settlement",
     settlement.settlement_stream,
     [settlement.settlement_cost_hh],
-    [Consumer(settlement.STREAM, settlement.SOURCES)],
+    [Consumer(settlement_plan.COST.consumer, settlement_plan.COST.sources)],
     SettlementProfile,
 )
 HALF_HOURLY = Stream(
     "half_hourly",
     half_hourly.half_hourly_stream,
     [half_hourly.hh_revenue_asset],
-    [Consumer(half_hourly.STREAM, half_hourly.SOURCES)],
+    [Consumer(half_hourly_plan.REVENUE.consumer, half_hourly_plan.REVENUE.sources)],
     HalfHourlyProfile,
 )
 MONTHLY = Stream(
@@ -67,8 +72,8 @@ MONTHLY = Stream(
     monthly.monthly_stream,
     [monthly.monthly_day_ledger, monthly_margin.monthly_margin_asset],
     [
-        Consumer(monthly.LEDGER_WATERMARK, monthly.LEDGER_SOURCES),
-        Consumer(monthly_margin.MARGIN_WATERMARK, monthly_margin.MARGIN_SOURCES),
+        Consumer(monthly_plan.LEDGER.consumer, monthly_plan.LEDGER.sources),
+        Consumer(monthly_months.MARGIN_WATERMARK, monthly_months.MARGIN_SOURCES),
     ],
     MonthlyProfile,
 )
@@ -76,8 +81,8 @@ RECONCILED = Stream(
     "reconciled",
     reconciled.reconciled_job,
     [reconciled.hh_margin_asset],
-    [Consumer(reconciled.STREAM, reconciled.SOURCES)],
-    reconciled.ReconciledProfile,
+    [Consumer(reconciled_plan.HH_MARGIN_OUTPUT.consumer, reconciled_plan.HH_MARGIN_OUTPUT.sources)],
+    reconciled_plan.ReconciledProfile,
 )
 
 #: The three grain-aligned streams the parent job runs, in dependency order.

@@ -1,4 +1,4 @@
-"""The reconciled layer's asset: ``gold/hh_margin`` from the two half-hourly published tables.
+"""The reconciled layer's plan: ``gold/hh_margin`` from the two half-hourly published tables.
 
 The orchestration layer decides *when* it runs (only once every stream has
 consumed the same substrate version); this module only says *what* it computes.
@@ -8,10 +8,9 @@ from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_MARGIN, HH_REVENUE, SETTLEMENT_COST_HH
 from margin_pipeline.reconciled.rules import KEY, hh_margin
-from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.profile import StreamProfile
-from margin_pipeline.streams.shared.runner import Source, StreamRun
+from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun
 
 STREAM = "reconciled"
 SOURCES = [
@@ -38,19 +37,4 @@ def plan_reconciled(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     return hh_margin(revenue, cost), keys
 
 
-hh_margin_asset = stream_asset(
-    stream=STREAM,
-    output=HH_MARGIN,
-    sources=SOURCES,
-    plan=plan_reconciled,
-    profile=ReconciledProfile,
-    description="Half-hourly margin of HH-tariff days: revenue minus cost for the keys present in both "
-    "hh_revenue and settlement_cost_hh. Published only once settlement, half_hourly and monthly have all "
-    "consumed the same substrate version.",
-)
-
-reconciled_job = stream_job(
-    "reconciled",
-    STREAM,
-    "Publish hh_margin (launched by the watermark gate once every stream has consumed N).",
-)
+HH_MARGIN_OUTPUT = StreamOutput(STREAM, HH_MARGIN, SOURCES, plan_reconciled, ReconciledProfile)

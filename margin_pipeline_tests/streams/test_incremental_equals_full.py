@@ -29,7 +29,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_pyspark import PySparkResource
+from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.gold import GOLD
 from margin_pipeline.reconciled.assets import hh_margin_asset
@@ -53,7 +53,7 @@ WINDOWS = [dt.date(2025, 10, 5), dt.date(2026, 3, 10), dt.date(2025, 12, 20)]  #
 
 
 def run_streams(store: DeltaRsStore) -> dg.ExecuteInProcessResult:
-    resources = {"store": store, "pyspark": PySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
+    resources = {"store": store, "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
     result = dg.materialize(ASSETS, resources=resources)
     assert result.success
     return result

@@ -12,7 +12,8 @@ from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store.base import with_delete_flag
 from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
 from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-from margin_pipeline.streams.monthly.margin import MARGIN_WATERMARK, monthly_margin_asset
+from margin_pipeline.streams.monthly.margin import monthly_margin_asset
+from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
 from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline_tests.helpers import csv, metadata_of, rows_by_key

@@ -1,14 +1,13 @@
-"""The half_hourly stream's assets and job: ``gold/hh_revenue`` from the substrate."""
+"""The half_hourly stream's plan: ``gold/hh_revenue`` from the substrate change feed."""
 
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_REVENUE
 from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
-from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import supply_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamRun
+from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
@@ -47,18 +46,4 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame, agreements: D
     return volume_scope(run, fanned_out)
 
 
-hh_revenue_asset = stream_asset(
-    stream=STREAM,
-    output=HH_REVENUE,
-    sources=SOURCES,
-    plan=plan_half_hourly,
-    profile=HalfHourlyProfile,
-    description="Half-hourly revenue (ex VAT) of MPAN-days on HH tariffs: kWh at the half-hour's unit rate "
-    "plus the day's standing charge spread over its periods (contracts.md 'Revenue').",
-)
-
-half_hourly_stream = stream_job(
-    "half_hourly_stream",
-    STREAM,
-    "Half-hourly stream: revenue of HH-tariff days, from the substrate change feed.",
-)
+REVENUE = StreamOutput(STREAM, HH_REVENUE, SOURCES, plan_half_hourly, HalfHourlyProfile)

@@ -2,7 +2,17 @@
 
 from pydantic import Field
 
+from margin_pipeline.remote.compute import DatabricksCompute
 from margin_pipeline.streams.shared.profile import StreamProfile
+
+
+class HalfHourlyCompute(DatabricksCompute):
+    """HH-tariff days only (about 30% of meters) joined to half-hourly rates: memory-optimized
+    nodes, a smaller autoscale range than settlement."""
+
+    node_type_id: str = "Standard_E8ds_v5"
+    autoscale_min_workers: int = 2
+    autoscale_max_workers: int = 6
 
 
 class HalfHourlyProfile(StreamProfile):
@@ -12,4 +22,7 @@ class HalfHourlyProfile(StreamProfile):
     shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions for this stream.")
     broadcast_threshold_mb: int = Field(
         default=32, description="Reference tables below this size are broadcast to the half-hourly joins."
+    )
+    databricks: HalfHourlyCompute = Field(
+        default_factory=HalfHourlyCompute, description="The job cluster when engine is databricks."
     )

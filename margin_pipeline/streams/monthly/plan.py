@@ -1,4 +1,4 @@
-"""The monthly stream's job and its first asset, the per-MPAN-day ledger.
+"""The monthly stream's first output, the per-MPAN-day ledger.
 
 The ledger consumes the substrate and the two upstream published tables
 (``settlement_cost_hh``, ``hh_revenue``) through their change feeds at MPAN-day
@@ -6,17 +6,15 @@ grain; ``gold/monthly_margin`` (:mod:`.margin`) consumes the ledger's change fee
 at account x month grain, one step per affected month.
 """
 
-import dagster as dg
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
-from margin_pipeline.streams.monthly.profile import MONTH_CONCURRENCY, MonthlyProfile
+from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.monthly.rules import DAY, day_ledger
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.fanout import supply_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamRun
+from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import volumes_in_ranges, volumes_of_mpans
 from margin_pipeline.substrate.tables import SUBSTRATE
@@ -66,22 +64,4 @@ def _affected_days(run: StreamRun, metering_points: DataFrame, agreements: DataF
     return union_all(parts).distinct().cache()
 
 
-monthly_day_ledger = stream_asset(
-    stream=STREAM,
-    watermark=LEDGER_WATERMARK,
-    output=DAY_LEDGER,
-    sources=LEDGER_SOURCES,
-    plan=plan_ledger,
-    profile=MonthlyProfile,
-    description="Internal to the monthly stream: one row per supplied MPAN-day with volumes — meter kWh, "
-    "revenue, cost, run type and whether the day contributes to its month.",
-)
-
-monthly_stream = stream_job(
-    "monthly_stream",
-    STREAM,
-    "Monthly stream: per-MPAN-day ledger, then monthly margin per account, one step per affected month "
-    f"(at most execution.config.max_concurrent at once, default {MONTH_CONCURRENCY}).",
-    executor_def=dg.multiprocess_executor,
-    config={"execution": {"config": {"max_concurrent": MONTH_CONCURRENCY}}},
-)
+LEDGER = StreamOutput(STREAM, DAY_LEDGER, LEDGER_SOURCES, plan_ledger, MonthlyProfile, LEDGER_WATERMARK)

@@ -4,11 +4,19 @@ import datetime as dt
 
 from pydantic import Field
 
+from margin_pipeline.remote.compute import DatabricksCompute
 from margin_pipeline.streams.shared.profile import StreamProfile
 
 #: How many months ``monthly_margin`` recomputes at once: the monthly_stream job's executor
 #: ``max_concurrent`` (each month is its own step, in its own process with its own Spark session).
 MONTH_CONCURRENCY = 2
+
+
+class MonthlyCompute(DatabricksCompute):
+    """An aggregation of MPAN-days to account x month: general-purpose nodes, a small fixed cluster."""
+
+    node_type_id: str = "Standard_D4ds_v5"
+    num_workers: int = 2
 
 
 class MonthlyProfile(StreamProfile):
@@ -18,6 +26,9 @@ class MonthlyProfile(StreamProfile):
     shuffle_partitions: int = Field(default=2, description="spark.sql.shuffle.partitions for this stream.")
     broadcast_threshold_mb: int = Field(
         default=64, description="Reference tables below this size are broadcast to the joins."
+    )
+    databricks: MonthlyCompute = Field(
+        default_factory=MonthlyCompute, description="The job cluster when engine is databricks."
     )
     backfill_from: str | None = Field(
         default=None,

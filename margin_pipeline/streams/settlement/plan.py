@@ -1,14 +1,13 @@
-"""The settlement stream's assets and job: ``gold/settlement_cost_hh`` from the substrate."""
+"""The settlement stream's plan: ``gold/settlement_cost_hh`` from the substrate change feed."""
 
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import SETTLEMENT_COST_HH
 from margin_pipeline.streams.settlement.profile import SettlementProfile
 from margin_pipeline.streams.settlement.rules import settlement_cost
-from margin_pipeline.streams.shared.assets import stream_asset, stream_job
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import charge_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamRun, dates_in
+from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun, dates_in
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
     full_scope,
@@ -47,18 +46,4 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame) -> VolumeScop
     return volume_scope(run, fanned_out)
 
 
-settlement_cost_hh = stream_asset(
-    stream=STREAM,
-    output=SETTLEMENT_COST_HH,
-    sources=SOURCES,
-    plan=plan_settlement,
-    profile=SettlementProfile,
-    description="Half-hourly industry cost of every MPAN with volumes: energy at the wholesale price plus "
-    "network, balancing and policy charges (contracts.md 'Settlement cost').",
-)
-
-settlement_stream = stream_job(
-    "settlement_stream",
-    STREAM,
-    "Settlement stream: half-hourly cost for every meter, from the substrate change feed.",
-)
+COST = StreamOutput(STREAM, SETTLEMENT_COST_HH, SOURCES, plan_settlement, SettlementProfile)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import dagster as dg
 from pydantic import Field
+
+from margin_pipeline.remote.compute import DatabricksCompute
+
+#: Where a stream output runs: in the op's process (the embedded default), in a Dagster Pipes
+#: subprocess on this machine (the remote entry point against the local lake), or on a Databricks
+#: job cluster through Pipes (the same entry point, with delta-spark).
+Engine = Literal["local", "pipes_subprocess", "databricks"]
 
 
 class StreamProfile(dg.Config):
@@ -21,6 +30,14 @@ class StreamProfile(dg.Config):
     )
     broadcast_threshold_mb: int = Field(
         default=32, description="Reference tables below this size are broadcast to the half-hourly joins."
+    )
+    engine: Engine = Field(
+        default="local",
+        description="local: in the run's process; pipes_subprocess: the remote entry point in a local "
+        "subprocess; databricks: the remote entry point on a job cluster built from `databricks`.",
+    )
+    databricks: DatabricksCompute = Field(
+        default_factory=DatabricksCompute, description="The job cluster when engine is databricks."
     )
 
     def spark_conf(self) -> dict[str, str]:

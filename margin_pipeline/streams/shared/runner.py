@@ -218,45 +218,55 @@ def _date_predicate(scope: DataFrame | None) -> str | None:
 Plan = Callable[[StreamRun], tuple[DataFrame, DataFrame | None]]
 
 
-def refresh(
-    context: Any,
-    profile: Any,
-    store: DeltaRsStore,
-    pyspark: Any,
-    stream: str,
-    sources: Sequence[Source],
-    output: TableSpec,
-    plan: Plan,
-) -> Any:
-    """Run one refresh of ``output`` and return its materialization (metadata as the blog reports it).
+@dataclass(frozen=True)
+class StreamOutput:
+    """One output of a stream: what it reads, how it plans, where it writes and its tuning profile.
 
-    ``plan`` returns the desired output rows and the keys they cover (None: all keys).
+    Free of Dagster: the asset factory runs it in the op (the local engine) and the remote
+    entry point runs the same object on a cluster or in a Pipes subprocess.
     """
-    import dagster as dg
 
+    stream: str  # the stream (asset group, job tag, profile)
+    output: TableSpec
+    sources: Sequence[Source]
+    plan: Plan
+    profile: type  # the stream's StreamProfile subclass
+    watermark: str = ""  # watermark id when a stream has several outputs (default: the stream)
+
+    @property
+    def consumer(self) -> str:
+        return self.watermark or self.stream
+
+
+def refresh_output(
+    spark: SparkSession, store: DeltaRsStore, profile: Any, out: StreamOutput, run_id: str, log: Any
+) -> dict[str, Any]:
+    """Run one refresh of ``out`` and return its metadata (the figures the blog reports).
+
+    ``out.plan`` returns the desired output rows and the keys they cover (None: all keys).
+    """
     from margin_pipeline.substrate.versions import resolve_pin
 
-    spark = pyspark.spark_session
     profile.apply(spark)
     pin = resolve_pin(store, profile.substrate_version)
-    run = StreamRun(stream, spark, store, sources, pin, context.run_id, profile.full_rebuild, context.log)
+    run = StreamRun(out.consumer, spark, store, out.sources, pin, run_id, profile.full_rebuild, log)
     if run.up_to_date:
-        context.log.info(f"{stream}: every source is at its watermark for substrate version {pin.number}")
-        return dg.MaterializeResult(metadata=as_metadata(run.metadata(None, 0)))
+        log.info(f"{out.consumer}: every source is at its watermark for substrate version {pin.number}")
+        return run.metadata(None, 0)
     if run.full:
-        context.log.warning(f"{stream}: full rebuild ({run.reason})")
-    desired, scope = plan(run)
+        log.warning(f"{out.consumer}: full rebuild ({run.reason})")
+    desired, scope = out.plan(run)
     desired = desired.cache()
-    outcome = run.publish(output, desired, scope, output.key if scope is None else scope.columns)
+    outcome = run.publish(out.output, desired, scope, out.output.key if scope is None else scope.columns)
     keys = scope.count() if scope is not None else desired.count()
     run.finish()
     metadata = run.metadata(outcome, keys)
-    context.log.info(
-        f"{stream}: {metadata['mode']}; read {metadata['rows_read']:,} rows "
+    log.info(
+        f"{out.consumer}: {metadata['mode']}; read {metadata['rows_read']:,} rows "
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{outcome.inserted} "
         f"~{outcome.updated} -{outcome.deleted}"
     )
-    return dg.MaterializeResult(metadata=as_metadata(metadata))
+    return metadata
 
 
 def as_metadata(values: dict[str, Any]) -> dict[str, Any]:

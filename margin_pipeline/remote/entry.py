@@ -1,0 +1,108 @@
+"""The remote entry point: refresh one stream output under Dagster Pipes, wherever it runs.
+
+    margin-pipeline-remote [--transport env|dbfs]        (the wheel's console script)
+    python -m margin_pipeline.remote.entry               (the pipes_subprocess engine)
+
+The orchestrating op sends, as Pipes extras, the output to refresh (its table name), the
+stream's profile (its run config, with the pinned substrate version N) and the store
+(``{"kind": "delta_rs" | "delta_spark", "lake_root": ...}``). The same plan and runner
+as the local engine do the work; the metadata of the refresh (watermarks, rows read and
+written) goes back as a Pipes message and becomes the asset's materialization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from dagster_pipes import (
+    PipesDbfsContextLoader,
+    PipesDbfsMessageWriter,
+    PipesDefaultContextLoader,
+    PipesDefaultMessageWriter,
+    open_dagster_pipes,
+)
+
+
+def stream_outputs() -> dict[str, Any]:
+    """Every stream output by table name (the plans: no Dagster asset definitions are imported)."""
+    from margin_pipeline.reconciled.plan import HH_MARGIN_OUTPUT
+    from margin_pipeline.streams.half_hourly.plan import REVENUE
+    from margin_pipeline.streams.monthly.plan import LEDGER
+    from margin_pipeline.streams.settlement.plan import COST
+
+    return {o.output.name: o for o in (COST, REVENUE, LEDGER, HH_MARGIN_OUTPUT)}
+
+
+def open_store(settings: dict[str, str]) -> tuple[Any, Any]:
+    """The Spark session and Delta store the extras ask for."""
+    from pyspark.sql import SparkSession
+
+    if settings["kind"] == "delta_rs":  # this machine: the embedded session and store
+        from margin_pipeline.resources import LOCAL_SPARK_CONFIG
+        from margin_pipeline.store.delta_rs import DeltaRsStore
+
+        builder = SparkSession.builder
+        for key, value in LOCAL_SPARK_CONFIG.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate(), DeltaRsStore(lake_root=settings["lake_root"])
+    if settings["kind"] == "delta_spark":  # a cluster: its session has the Delta extensions
+        from margin_pipeline.store.delta_spark import DeltaSparkStore
+
+        return SparkSession.builder.getOrCreate(), DeltaSparkStore(lake_root=settings["lake_root"])
+    raise ValueError(f"unknown store kind {settings['kind']!r}: expected delta_rs or delta_spark")
+
+
+def refresh(spark: Any, store: Any, output: str, profile: dict[str, Any], run_id: str, log: Any) -> dict:
+    """Refresh ``output`` with the stream profile ``profile``; returns the materialization metadata."""
+    from margin_pipeline.gold import MONTHLY_MARGIN
+
+    if output == MONTHLY_MARGIN.name:
+        from margin_pipeline.streams.monthly.months import refresh_margin
+        from margin_pipeline.streams.monthly.profile import MonthlyProfile
+
+        return refresh_margin(spark, store, MonthlyProfile(**profile), run_id, log)
+    from margin_pipeline.streams.shared.runner import refresh_output
+
+    outputs = stream_outputs()
+    if output not in outputs:
+        raise ValueError(f"unknown stream output {output!r}: expected one of {sorted(outputs)}")
+    out = outputs[output]
+    return refresh_output(spark, store, out.profile(**profile), out, run_id, log)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="margin-pipeline-remote", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--transport",
+        choices=["env", "dbfs"],
+        default="env",
+        help="env: Pipes context and messages as the launching client set them up (subprocess); "
+        "dbfs: through DBFS, as PipesDatabricksClient does",
+    )
+    args = parser.parse_args(argv)
+    if args.transport == "dbfs":
+        loader, writer = PipesDbfsContextLoader(), PipesDbfsMessageWriter()
+    else:
+        loader, writer = PipesDefaultContextLoader(), PipesDefaultMessageWriter()
+    with open_dagster_pipes(context_loader=loader, message_writer=writer) as pipes:
+        extras = pipes.extras
+        spark, store = open_store(extras["store"])
+        metadata = refresh(spark, store, extras["output"], extras["profile"], pipes.run_id, pipes.log)
+        pipes.report_custom_message({"metadata": jsonable(metadata)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The orchestrating side of a remote stream run: start the entry point through Pipes and wait.
+
+``pipes_subprocess`` starts :mod:`margin_pipeline.remote.entry` on this machine against the
+run's own lake; ``databricks`` submits it as a one-task run on a job cluster built from the
+stream profile's ``databricks`` settings. Either way the op gets back the same metadata a
+local refresh returns.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import dagster as dg
+
+from margin_pipeline.remote.compute import submit_task
+
+
+def refresh_remote(context: Any, profile: Any, output: str, lake_root: str) -> dict[str, Any]:
+    """Refresh ``output`` on ``profile.engine``; returns the metadata the entry point reported.
+
+    ``lake_root`` is the run's local lake (the subprocess engine); a Databricks cluster uses
+    ``profile.databricks.lake_root``. No credentials pass through here: for Databricks, the SDK
+    reads ``DATABRICKS_HOST`` and ``DATABRICKS_TOKEN`` (or OAuth) from the environment.
+    """
+    extras: dict[str, Any] = {"output": output, "profile": profile.model_dump(mode="json")}
+    if profile.engine == "pipes_subprocess":
+        extras["store"] = {"kind": "delta_rs", "lake_root": lake_root}
+        command = [sys.executable, "-m", "margin_pipeline.remote.entry"]
+        invocation = dg.PipesSubprocessClient().run(context=context, command=command, extras=extras)
+    elif profile.engine == "databricks":
+        invocation = _databricks(context, profile, output, extras)
+    else:
+        raise ValueError(f"engine {profile.engine!r} is not remote")
+    messages = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "metadata" in m]
+    if not messages:
+        raise dg.Failure(f"the {profile.engine} run of {output} ended without reporting its metadata")
+    return messages[-1]["metadata"]
+
+
+def _databricks(context: Any, profile: Any, output: str, extras: dict[str, Any]) -> Any:
+    from dagster_databricks import PipesDatabricksClient
+    from databricks.sdk import WorkspaceClient
+
+    if not profile.databricks.lake_root:
+        raise dg.Failure(f"engine databricks for {output} needs databricks.lake_root in the stream profile")
+    extras["store"] = {"kind": "delta_spark", "lake_root": profile.databricks.lake_root}
+    client = PipesDatabricksClient(
+        client=WorkspaceClient(), poll_interval_seconds=profile.databricks.poll_interval_seconds
+    )
+    return client.run(context=context, task=submit_task(output, profile), extras=extras)

@@ -1,0 +1,99 @@
+"""The Databricks run each stream submits, built from its profile, and switching one stream's engine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster._core.system_config.objects import ResolvedRunConfig
+
+from margin_pipeline.definitions import defs
+from margin_pipeline.orchestration.parent import ParentConfig
+from margin_pipeline.orchestration.streams import CHILD_STREAMS, HALF_HOURLY, MONTHLY, SETTLEMENT
+from margin_pipeline.remote.compute import ENTRY_POINT, WHEEL_NAME, submit_task
+from margin_pipeline.streams.monthly.profile import MonthlyProfile
+from margin_pipeline.streams.settlement.profile import SettlementProfile
+
+SECRET = "dapi-not-a-real-token-0123456789"
+LAKE = "abfss://lake@account.dfs.core.windows.net/margin"
+
+
+def test_settlement_task_is_an_autoscaling_job_cluster_running_the_wheel() -> None:
+    profile = SettlementProfile(engine="databricks", substrate_version=7, databricks={"lake_root": LAKE})
+    task = submit_task("gold/settlement_cost_hh", profile).as_dict()
+    cluster = task["new_cluster"]
+    assert cluster["node_type_id"] == "Standard_E8ds_v5"
+    assert cluster["autoscale"] == {"min_workers": 2, "max_workers": 8}
+    assert "num_workers" not in cluster
+    # The profile's SQL settings travel as cluster Spark conf.
+    assert cluster["spark_conf"]["spark.sql.shuffle.partitions"] == "8"
+    assert cluster["spark_conf"]["spark.sql.autoBroadcastJoinThreshold"] == str(64 * 1024 * 1024)
+    assert task["libraries"] == [{"whl": f"/Volumes/main/margin_pipeline/artifacts/{WHEEL_NAME}"}]
+    assert task["python_wheel_task"] == {
+        "package_name": "margin_pipeline",
+        "entry_point": ENTRY_POINT,
+        "parameters": ["--transport", "dbfs"],
+    }
+    assert task["task_key"] == "gold__settlement_cost_hh"
+
+
+def test_monthly_task_is_a_small_fixed_cluster_and_pools_replace_node_types() -> None:
+    task = submit_task("gold/monthly_margin", MonthlyProfile(engine="databricks")).as_dict()
+    assert (task["new_cluster"]["node_type_id"], task["new_cluster"]["num_workers"]) == (
+        "Standard_D4ds_v5",
+        2,
+    )
+    pooled = MonthlyProfile(databricks={"instance_pool_id": "pool-1", "spark_conf": {"k": "v"}})
+    cluster = submit_task("gold/monthly_margin", pooled).as_dict()["new_cluster"]
+    assert cluster["instance_pool_id"] == "pool-1" and "node_type_id" not in cluster
+    assert cluster["spark_conf"]["k"] == "v"
+
+
+def test_no_credential_reaches_the_task_or_the_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK reads DATABRICKS_TOKEN from the environment; nothing we send carries it."""
+    monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.azuredatabricks.net")
+    monkeypatch.setenv("DATABRICKS_TOKEN", SECRET)
+    profile = SettlementProfile(engine="databricks", databricks={"lake_root": LAKE})
+    sent = json.dumps(
+        {"task": submit_task("gold/settlement_cost_hh", profile).as_dict(), "profile": profile.model_dump()}
+    )
+    assert SECRET not in sent and "DATABRICKS_TOKEN" not in sent
+    fields = set(SettlementProfile.model_fields) | set(type(profile.databricks).model_fields)
+    assert not {f for f in fields if "token" in f or "password" in f or "secret" in f}
+
+
+def test_switching_one_stream_to_databricks_changes_nothing_else() -> None:
+    """The engine is run config: same definitions, same parent graph, the other children's configs equal."""
+    default = ParentConfig()
+    switched = ParentConfig(settlement=SettlementProfile(engine="databricks", databricks={"lake_root": LAKE}))
+    for stream in (HALF_HOURLY, MONTHLY):
+        before, after = getattr(default, stream.name), getattr(switched, stream.name)
+        assert stream.run_config(after) == stream.run_config(before), stream.name
+    config = SETTLEMENT.run_config(switched.settlement)
+    job = defs.resolve_job_def(SETTLEMENT.job_name)
+    resolved = ResolvedRunConfig.build(job, config)  # the launchpad accepts it as it is
+    assert resolved.ops["gold__settlement_cost_hh"].config["engine"] == "databricks"
+    for stream in CHILD_STREAMS:  # each job is defined once, whatever its engine
+        assert defs.resolve_job_def(stream.job_name).tags["margin_pipeline/stream"] == stream.name
+
+
+def test_the_cluster_side_needs_no_orchestrator_package() -> None:
+    """What a job cluster imports (the entry point, every plan, the monthly for-each) works without the
+    packages only the orchestrator installs: the wheel's own dependencies are enough there."""
+    import subprocess
+    import sys
+
+    probe = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"dagster_pyspark", "dagster_databricks", "dagster_webserver", "delta"}:
+            raise ImportError(f"{name} is not on a job cluster")
+sys.meta_path.insert(0, Block())
+from margin_pipeline.remote import entry
+from margin_pipeline.streams.monthly.months import refresh_margin
+print(sorted(entry.stream_outputs()))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "gold/settlement_cost_hh" in done.stdout and "silver/monthly_day_ledger" in done.stdout
