@@ -25,7 +25,14 @@ class DatabricksCompute(dg.Config):
     lake_root: str = Field(
         default="",
         description="Where the lake lives for the cluster (Delta tables by path; required for engine: "
-        "databricks), e.g. abfss://lake@account.dfs.core.windows.net/margin.",
+        "databricks unless catalog is set), e.g. abfss://lake@account.dfs.core.windows.net/margin.",
+    )
+    catalog: str = Field(
+        default="",
+        description="Unity Catalog catalog of the tables (with schema_name); empty: tables by path.",
+    )
+    schema_name: str = Field(
+        default="", description="Schema of the tables in `catalog`: <catalog>.<schema>.<layer>_<table>."
     )
     wheel: str = Field(
         default=f"/Volumes/main/margin_pipeline/artifacts/{WHEEL_NAME}",

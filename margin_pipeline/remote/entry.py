@@ -5,9 +5,10 @@
 
 The orchestrating op sends, as Pipes extras, the output to refresh (its table name), the
 stream's profile (its run config, with the pinned substrate version N) and the store
-(``{"kind": "delta_rs" | "delta_spark", "lake_root": ...}``). The same plan and runner
-as the local engine do the work; the metadata of the refresh (watermarks, rows read and
-written) goes back as a Pipes message and becomes the asset's materialization.
+(``kind``: delta_rs or delta_spark; ``lake_root``; for catalog tables ``catalog`` and
+``schema_name``). The same plan and runner as the local engine do the work; the metadata
+of the refresh (watermarks, rows read and written) goes back as a Pipes message and
+becomes the asset's materialization.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ def open_store(settings: dict[str, str]) -> tuple[Any, Any]:
     if settings["kind"] == "delta_spark":  # a cluster: its session has the Delta extensions
         from margin_pipeline.store.delta_spark import DeltaSparkStore
 
-        return SparkSession.builder.getOrCreate(), DeltaSparkStore(lake_root=settings["lake_root"])
+        store = DeltaSparkStore(
+            lake_root=settings["lake_root"],
+            catalog=settings.get("catalog", ""),
+            schema_name=settings.get("schema_name", ""),
+        )
+        return SparkSession.builder.getOrCreate(), store
     raise ValueError(f"unknown store kind {settings['kind']!r}: expected delta_rs or delta_spark")
 
 

@@ -38,13 +38,27 @@ def refresh_remote(context: Any, profile: Any, output: str, lake_root: str) -> d
     return messages[-1]["metadata"]
 
 
+def delta_spark_store(settings: Any, output: str) -> dict[str, str]:
+    """The store extras of a Databricks run: tables by path under lake_root, or catalog tables."""
+    catalog = bool(settings.catalog and settings.schema_name)
+    if not (settings.lake_root or catalog):
+        raise dg.Failure(
+            f"engine databricks for {output} needs databricks.lake_root (tables by path) or "
+            "databricks.catalog and databricks.schema_name (Unity Catalog tables) in the stream profile"
+        )
+    return {
+        "kind": "delta_spark",
+        "lake_root": settings.lake_root,
+        "catalog": settings.catalog if catalog else "",
+        "schema_name": settings.schema_name if catalog else "",
+    }
+
+
 def _databricks(context: Any, profile: Any, output: str, extras: dict[str, Any]) -> Any:
     from dagster_databricks import PipesDatabricksClient
     from databricks.sdk import WorkspaceClient
 
-    if not profile.databricks.lake_root:
-        raise dg.Failure(f"engine databricks for {output} needs databricks.lake_root in the stream profile")
-    extras["store"] = {"kind": "delta_spark", "lake_root": profile.databricks.lake_root}
+    extras["store"] = delta_spark_store(profile.databricks, output)
     client = PipesDatabricksClient(
         client=WorkspaceClient(), poll_interval_seconds=profile.databricks.poll_interval_seconds
     )

@@ -53,10 +53,27 @@ def delta_jars() -> list[str]:
 
 
 class DeltaSparkStore(DeltaStore):
-    """Delta tables read and written by Spark's native Delta support."""
+    """Delta tables read and written by Spark's native Delta support.
+
+    Tables live by path under ``lake_root``, or, when ``catalog`` and ``schema_name`` are set,
+    as Unity Catalog (or metastore) tables named ``<catalog>.<schema_name>.<layer>_<table>``.
+    """
+
+    catalog: str = ""
+    schema_name: str = ""
 
     def uri(self, spec: TableSpec) -> str:
         return f"{self.lake_root.rstrip('/')}/{spec.name}"
+
+    def table_name(self, spec: TableSpec) -> str | None:
+        """The table's catalog name (gold/hh_margin -> catalog.schema.gold_hh_margin); None: by path."""
+        if not (self.catalog and self.schema_name):
+            return None
+        return f"{self.catalog}.{self.schema_name}.{spec.name.replace('/', '_')}"
+
+    def _load(self, reader: Any, spec: TableSpec) -> DataFrame:
+        name = self.table_name(spec)
+        return reader.table(name) if name else reader.load(self.uri(spec))
 
     @staticmethod
     def _spark() -> SparkSession:
@@ -70,12 +87,21 @@ class DeltaSparkStore(DeltaStore):
     def _table(self, spec: TableSpec) -> Any:
         from delta.tables import DeltaTable
 
+        name = self.table_name(spec)
+        if name:
+            return DeltaTable.forName(self._spark(), name)
         return DeltaTable.forPath(self._spark(), self.uri(spec))
 
     def version(self, spec: TableSpec) -> int | None:
         from delta.tables import DeltaTable
 
-        if not DeltaTable.isDeltaTable(self._spark(), self.uri(spec)):
+        name = self.table_name(spec)
+        exists = (
+            self._spark().catalog.tableExists(name)
+            if name
+            else DeltaTable.isDeltaTable(self._spark(), self.uri(spec))
+        )
+        if not exists:
             return None
         return int(self._table(spec).history(1).select("version").first()[0])
 
@@ -83,7 +109,9 @@ class DeltaSparkStore(DeltaStore):
         from delta.tables import DeltaTable
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        builder = DeltaTable.createIfNotExists(self._spark()).location(self.uri(spec))
+        builder = DeltaTable.createIfNotExists(self._spark())
+        name = self.table_name(spec)
+        builder = builder.tableName(name) if name else builder.location(self.uri(spec))
         builder = builder.addColumns(from_arrow_schema(spec.schema))
         if spec.partition_by:
             builder = builder.partitionedBy(*spec.partition_by)
@@ -98,7 +126,7 @@ class DeltaSparkStore(DeltaStore):
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        frame = reader.load(self.uri(spec))
+        frame = self._load(reader, spec)
         return (frame.where(where) if where else frame).select(*spec.schema.names)
 
     def read_arrow(
@@ -128,7 +156,9 @@ class DeltaSparkStore(DeltaStore):
         frame = spark.createDataFrame(
             rows.select(spec.schema.names).to_pylist(), from_arrow_schema(spec.schema)
         )
-        frame.write.format("delta").mode("overwrite").save(self.uri(spec))
+        writer = frame.write.format("delta").mode("overwrite")
+        name = self.table_name(spec)
+        writer.saveAsTable(name) if name else writer.save(self.uri(spec))
 
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
         return self.read(self._spark(), spec, version, where).count()
@@ -144,13 +174,13 @@ class DeltaSparkStore(DeltaStore):
             empty = empty.withColumn("_change_type", F.lit(None).cast("string"))
             return ChangeFeed(empty.withColumn("_commit_version", F.lit(None).cast("long")), 0)
         try:
-            frame = (
+            reader = (
                 spark.read.format("delta")
                 .option("readChangeFeed", "true")
                 .option("startingVersion", after + 1)
                 .option("endingVersion", up_to)
-                .load(self.uri(spec))
             )
+            frame = self._load(reader, spec)
             frame.schema  # noqa: B018  (resolve now: a vacuumed range fails here, not later)
         except Exception as exc:
             raise StaleWatermarkError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
 import pytest
 from dagster._core.system_config.objects import ResolvedRunConfig
 
@@ -97,3 +98,20 @@ print(sorted(entry.stream_outputs()))
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "gold/settlement_cost_hh" in done.stdout and "silver/monthly_day_ledger" in done.stdout
+
+
+def test_tables_by_path_or_by_unity_catalog_name() -> None:
+    from margin_pipeline.gold import HH_MARGIN
+    from margin_pipeline.remote.launch import delta_spark_store
+    from margin_pipeline.store.delta_spark import DeltaSparkStore
+
+    by_path = delta_spark_store(SettlementProfile(databricks={"lake_root": LAKE}).databricks, "x")
+    assert (by_path["lake_root"], by_path["catalog"]) == (LAKE, "")
+    assert DeltaSparkStore(**{k: v for k, v in by_path.items() if k != "kind"}).table_name(HH_MARGIN) is None
+
+    uc = SettlementProfile(databricks={"catalog": "main", "schema_name": "margin"}).databricks
+    store = DeltaSparkStore(**{k: v for k, v in delta_spark_store(uc, "x").items() if k != "kind"})
+    assert store.table_name(HH_MARGIN) == "main.margin.gold_hh_margin"
+
+    with pytest.raises(dg.Failure, match=r"needs databricks\.lake_root"):
+        delta_spark_store(SettlementProfile().databricks, "gold/settlement_cost_hh")
