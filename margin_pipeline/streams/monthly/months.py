@@ -22,7 +22,7 @@ from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.delta_rs import DeltaRsStore, arrow_to_spark
 from margin_pipeline.streams.monthly.plan import STREAM
-from margin_pipeline.streams.monthly.profile import MonthlyProfile, next_month
+from margin_pipeline.streams.monthly.profile import MonthlyProfile, months_between, next_month
 from margin_pipeline.streams.monthly.rules import monthly_margin
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.calendar import month_start
@@ -122,9 +122,10 @@ def plan_margin(
         months = sorted(set(scope.column("month").to_pylist()))
     if scope is not None:
         store.replace(MONTH_SCOPE, scope)
+    advance = backfill is None and not run.up_to_date  # a backfill or an empty feed moves no watermark
     metadata = run.metadata(None, 0)
     metadata["mode"] = mode
-    if not plan_advances(backfill, mode):
+    if not advance:
         metadata["watermarks"] = {n: f"{v} (unchanged)" for n, v in run.watermarks.items()}
     plan = MarginPlan(
         run_id=run_id,
@@ -132,7 +133,7 @@ def plan_margin(
         watermarks=dict(run.watermarks),
         targets=dict(run.targets),
         months=tuple(m.isoformat() for m in months),
-        advance=plan_advances(backfill, mode),
+        advance=advance,
         metadata=metadata,
         started_at=started_at,
     )
@@ -150,21 +151,12 @@ def refresh_margin(
     return commit_margin(store, plan, results, run_id, log)
 
 
-def plan_advances(backfill: list[dt.date] | None, mode: str) -> bool:
-    return backfill is None and mode != "skipped (no changes)"
-
-
 def _affected_months(run: StreamRun) -> DataFrame:
     """Account x months whose margin the change feeds may have changed."""
     parts = []
     if (changes := run.changes("monthly_day_ledger")) is not None:
         parts.append(changes.select("account_id", month_start(F.col("settlement_date")).alias("month")))
-    version = run.targets["monthly_day_ledger"]
-    bounds = (
-        None
-        if version == BEFORE_FIRST_VERSION
-        else run.store.column_bounds(DAY_LEDGER, "settlement_date", version)
-    )
+    bounds = _ledger_bounds(run.store, run.targets["monthly_day_ledger"])
     if (changes := run.changes("supply_agreements")) is not None and bounds is not None:
         last_day = bounds[1]
         spans = agreement_changes(changes).where(F.col("first") <= F.lit(last_day))
@@ -178,20 +170,20 @@ def _affected_months(run: StreamRun) -> DataFrame:
 
 def _all_months(store: DeltaRsStore, ledger_version: int) -> list[dt.date]:
     """Every month the ledger (at the pinned version) or the published output holds (from statistics)."""
-    bounds = []
-    if ledger_version != BEFORE_FIRST_VERSION:
-        bounds.append(store.column_bounds(DAY_LEDGER, "settlement_date", ledger_version))
+    bounds = [_ledger_bounds(store, ledger_version)]
     if store.version(MONTHLY_MARGIN) is not None:
         bounds.append(store.column_bounds(MONTHLY_MARGIN, "month"))
     bounds = [b for b in bounds if b is not None]
     if not bounds:
         return []
-    month = min(b[0] for b in bounds).replace(day=1)
-    last = max(b[1] for b in bounds)
-    months = [month]
-    while next_month(months[-1]) <= last:
-        months.append(next_month(months[-1]))
-    return months
+    return months_between(min(b[0] for b in bounds), max(b[1] for b in bounds))
+
+
+def _ledger_bounds(store: DeltaRsStore, version: int) -> tuple[dt.date, dt.date] | None:
+    """First and last settlement date of the ledger at ``version`` (statistics only); None if none."""
+    if version == BEFORE_FIRST_VERSION:
+        return None
+    return store.column_bounds(DAY_LEDGER, "settlement_date", version)
 
 
 def _whole_months(run_id: str, months: list[dt.date]) -> pa.Table:

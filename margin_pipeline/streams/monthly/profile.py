@@ -45,14 +45,19 @@ class MonthlyProfile(StreamProfile):
         first, last = (_month(self.backfill_from, "backfill_from"), _month(self.backfill_to, "backfill_to"))
         if last < first:
             raise ValueError(f"backfill_to {self.backfill_to} is before backfill_from {self.backfill_from}")
-        months = [first]
-        while months[-1] < last:
-            months.append(next_month(months[-1]))
-        return months
+        return months_between(first, last)
 
 
 def next_month(month: dt.date) -> dt.date:
     return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """First days of the months from ``first``'s month to ``last``'s, inclusive."""
+    months = [first.replace(day=1)]
+    while next_month(months[-1]) <= last:
+        months.append(next_month(months[-1]))
+    return months
 
 
 def _month(text: str | None, name: str) -> dt.date:
