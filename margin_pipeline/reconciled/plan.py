@@ -7,6 +7,7 @@ consumed the same substrate version); this module only says *what* it computes.
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_MARGIN, HH_REVENUE, SETTLEMENT_COST_HH
+from margin_pipeline.operations.quality import HH_MARGIN_CHECKS
 from margin_pipeline.reconciled.rules import KEY, hh_margin
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.profile import StreamProfile
@@ -37,4 +38,6 @@ def plan_reconciled(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     return hh_margin(revenue, cost), keys
 
 
-HH_MARGIN_OUTPUT = StreamOutput(STREAM, HH_MARGIN, SOURCES, plan_reconciled, ReconciledProfile)
+HH_MARGIN_OUTPUT = StreamOutput(
+    STREAM, HH_MARGIN, SOURCES, plan_reconciled, ReconciledProfile, checks=HH_MARGIN_CHECKS
+)

@@ -135,7 +135,8 @@ class DeltaStore(dg.ConfigurableResource):
 
     @abstractmethod
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
-        """Commit history, newest first."""
+        """Commit history, newest first: ``version``, ``timestamp``, ``operation``, ``operationParameters``
+        and the ``commit_info`` a merge was given as top-level keys."""
 
     @abstractmethod
     def restore(self, spec: TableSpec, version: int) -> None:

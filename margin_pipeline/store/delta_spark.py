@@ -243,7 +243,12 @@ class DeltaSparkStore(DeltaStore):
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         table = self._table(spec)
         rows = (table.history(limit) if limit else table.history()).collect()
-        return [row.asDict(recursive=True) for row in rows]
+        commits = []
+        for row in rows:  # the commit info a merge was given, as top-level keys like delta-rs has them
+            commit = row.asDict(recursive=True)
+            commit.update(json.loads(commit.get("userMetadata") or "{}"))
+            commits.append(commit)
+        return commits
 
     def restore(self, spec: TableSpec, version: int) -> None:
         self._table(spec).restoreToVersion(version)

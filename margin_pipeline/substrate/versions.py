@@ -25,6 +25,7 @@ class SubstratePin:
 
     number: int
     tables: dict[str, int | None]
+    recorded_at: dt.datetime | None = None  # when ingest recorded N (None: nothing ingested)
 
     def version_of(self, feed: str) -> int | None:
         return self.tables.get(feed)
@@ -56,7 +57,7 @@ def record_substrate_version(store: DeltaRsStore, run_id: str) -> SubstratePin:
         schema=SUBSTRATE_VERSIONS.schema,
     )
     store.merge(SUBSTRATE_VERSIONS, with_delete_flag(rows, SUBSTRATE_VERSIONS, delete=False))
-    return SubstratePin(number, tables)
+    return SubstratePin(number, tables, now)
 
 
 def resolve_pin(store: DeltaRsStore, number: int | None = None) -> SubstratePin:
@@ -71,4 +72,4 @@ def resolve_pin(store: DeltaRsStore, number: int | None = None) -> SubstratePin:
         raise ValueError(
             f"substrate version {number} was never recorded (latest is {latest_substrate_version(store)})"
         )
-    return SubstratePin(number, {r["table"]: r["delta_version"] for r in rows})
+    return SubstratePin(number, {r["table"]: r["delta_version"] for r in rows}, rows[0]["recorded_at"])

@@ -3,6 +3,7 @@
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_REVENUE
+from margin_pipeline.operations.quality import HH_REVENUE_CHECKS
 from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.shared.changes import changed_keys
@@ -46,4 +47,6 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame, agreements: D
     return volume_scope(run, fanned_out)
 
 
-REVENUE = StreamOutput(STREAM, HH_REVENUE, SOURCES, plan_half_hourly, HalfHourlyProfile)
+REVENUE = StreamOutput(
+    STREAM, HH_REVENUE, SOURCES, plan_half_hourly, HalfHourlyProfile, checks=HH_REVENUE_CHECKS
+)

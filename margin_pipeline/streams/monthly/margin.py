@@ -31,6 +31,8 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.gold import MONTHLY_MARGIN
+from margin_pipeline.operations.quality import MONTHLY_MARGIN_CHECKS
+from margin_pipeline.operations.retries import RetryProfile, retrying
 from margin_pipeline.remote.launch import refresh_remote
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.months import (
@@ -44,7 +46,7 @@ from margin_pipeline.streams.monthly.months import (
 from margin_pipeline.streams.monthly.plan import STREAM
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.streams.shared.runner import as_metadata
+from margin_pipeline.streams.shared.assets import check_specs, published
 from margin_pipeline.substrate.tables import SUBSTRATE
 
 
@@ -59,9 +61,12 @@ def margin_months(
 ) -> Iterator[Any]:
     if config.engine != "local":  # the commit step runs the whole for-each on the remote engine
         remote = config.model_dump(mode="json")
-        yield dg.Output(MarginPlan(context.run_id, 0, {}, {}, (), False, {}, time.time(), remote), "plan")
+        retry = config.retry.model_dump()
+        plan = MarginPlan(context.run_id, 0, {}, {}, (), False, {}, time.time(), remote, retry)
+        yield dg.Output(plan, "plan")
         return
-    plan, tasks = plan_margin(pyspark.spark_session, store, config, context.run_id, context.log)
+    with retrying(context, config.retry, STREAM):
+        plan, tasks = plan_margin(pyspark.spark_session, store, config, context.run_id, context.log)
     yield dg.Output(
         plan,
         "plan",
@@ -78,22 +83,36 @@ def margin_months(
 def margin_month(
     context: dg.OpExecutionContext, task: MonthTask, store: DeltaRsStore, pyspark: LazyPySparkResource
 ) -> MonthResult:
-    return recompute_month(pyspark.spark_session, store, task, context.run_id, context.log)
+    with retrying(context, RetryProfile(**(task.retry or {})), f"{STREAM} {task.month}"):
+        return recompute_month(pyspark.spark_session, store, task, context.run_id, context.log)
+
+
+CHECKS = check_specs(MONTHLY_MARGIN.asset_key, MONTHLY_MARGIN_CHECKS)
 
 
 @dg.op(
-    description="Advance monthly_margin's watermarks once every month is merged; report the run. On a "
-    "remote engine, run the whole for-each there."
+    out={"result": dg.Out(dg.Nothing), **{c.get_python_identifier(): dg.Out(dg.Nothing) for c in CHECKS}},
+    description="Check the merged months, then advance monthly_margin's watermarks (or roll the months "
+    "back when a blocking check failed); report the run. On a remote engine, run the whole for-each there.",
 )
 def margin_commit(
-    context: dg.OpExecutionContext, plan: MarginPlan, months: list[MonthResult], store: DeltaRsStore
-) -> dg.Output[None]:
-    if plan.remote is not None:
-        profile = MonthlyProfile(**plan.remote)
-        metadata = refresh_remote(context, profile, MONTHLY_MARGIN.name, store.lake_root)
-    else:
-        metadata = commit_margin(store, plan, months, context.run_id, context.log)
-    return dg.Output(None, metadata=as_metadata(metadata))
+    context: dg.OpExecutionContext,
+    plan: MarginPlan,
+    months: list[MonthResult],
+    store: DeltaRsStore,
+    pyspark: LazyPySparkResource,
+) -> Iterator[Any]:
+    with retrying(context, RetryProfile(**(plan.retry or {})), STREAM):
+        if plan.remote is not None:
+            profile = MonthlyProfile(**plan.remote)
+            metadata = refresh_remote(context, profile, MONTHLY_MARGIN.name, store.lake_root)
+        else:
+            metadata = commit_margin(pyspark.spark_session, store, plan, months, context.run_id, context.log)
+    for event in published(MONTHLY_MARGIN.asset_key, STREAM, metadata, every=MONTHLY_MARGIN_CHECKS):
+        if isinstance(event, dg.MaterializeResult):
+            yield dg.Output(None, "result", metadata=event.metadata)
+        else:
+            yield event
 
 
 @dg.config_mapping
@@ -111,6 +130,7 @@ def _profile(config: MonthlyProfile) -> dict[str, Any]:
     },
     config=_profile,
     kinds={"spark", "delta"},
+    check_specs=CHECKS,
     metadata={"dagster/table_name": MONTHLY_MARGIN.name, "key": ", ".join(MONTHLY_MARGIN.key)},
     description="Monthly margin of every account: kWh, revenue, cost and margin over the month's "
     "contributing MPAN-days, with the billing grain and whether the month is final "
@@ -119,4 +139,8 @@ def _profile(config: MonthlyProfile) -> dict[str, Any]:
 )
 def monthly_margin_asset(ledger, agreements):
     plan, months = margin_months(ledger=ledger, agreements=agreements)
-    return margin_commit(plan, months.map(margin_month).collect())
+    result, *checks = margin_commit(plan, months.map(margin_month).collect())
+    return {
+        "result": result,
+        **{c.get_python_identifier(): out for c, out in zip(CHECKS, checks, strict=True)},
+    }

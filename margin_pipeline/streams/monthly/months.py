@@ -19,6 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from margin_pipeline.gold import MONTHLY_MARGIN
+from margin_pipeline.operations.quality import MONTHLY_MARGIN_CHECKS, CheckOutcome, CheckScope, run_checks
+from margin_pipeline.operations.rollback import recover, rollback
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.delta_rs import DeltaRsStore, arrow_to_spark
 from margin_pipeline.streams.monthly.plan import STREAM
@@ -66,6 +68,9 @@ class MarginPlan:
     metadata: dict[str, Any]
     started_at: float
     remote: dict[str, Any] | None = None  # the profile, when the whole for-each runs on a remote engine
+    retry: dict[str, Any] | None = None  # the profile's retry policy, for the month and commit steps
+    output_before: int = 0  # monthly_margin's version before any month merged: the commit's rollback point
+    rollback: tuple[dict[str, Any], ...] = ()  # what planning rolled back (a killed run's writes)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class MonthTask:
     substrate_version: int
     targets: dict[str, int]
     spark_conf: dict[str, str]
+    retry: dict[str, Any] | None = None  # the profile's retry policy
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ def plan_margin(
     profile.apply(spark)
     backfill = profile.backfill_months()
     pin = resolve_pin(store, profile.substrate_version)
+    recovered = recover(store, MARGIN_WATERMARK, MONTHLY_MARGIN, log)
+    output_before = store.ensure_table(MONTHLY_MARGIN)
     run = StreamRun(
         MARGIN_WATERMARK,
         spark,
@@ -136,9 +144,13 @@ def plan_margin(
         advance=advance,
         metadata=metadata,
         started_at=started_at,
+        retry=profile.retry.model_dump(),
+        output_before=output_before,
+        rollback=(recovered.as_dict(),) if recovered else (),
     )
     log.info(f"{STREAM}: {mode}; {len(months)} month(s) to recompute: {', '.join(plan.months)}")
-    tasks = [MonthTask(run_id, m, pin.number, plan.targets, profile.spark_conf()) for m in plan.months]
+    retry = profile.retry.model_dump()
+    tasks = [MonthTask(run_id, m, pin.number, plan.targets, profile.spark_conf(), retry) for m in plan.months]
     return plan, tasks
 
 
@@ -148,7 +160,7 @@ def refresh_margin(
     """The whole for-each in one process, month after month (what a remote engine runs)."""
     plan, tasks = plan_margin(spark, store, profile, run_id, log)
     results = [recompute_month(spark, store, task, run_id, log) for task in tasks]
-    return commit_margin(store, plan, results, run_id, log)
+    return commit_margin(spark, store, plan, results, run_id, log)
 
 
 def _affected_months(run: StreamRun) -> DataFrame:
@@ -252,24 +264,58 @@ def recompute_month(
 
 
 def commit_margin(
-    store: DeltaRsStore, plan: MarginPlan, months: list[MonthResult], run_id: str, log: Any
+    spark: SparkSession,
+    store: DeltaRsStore,
+    plan: MarginPlan,
+    months: list[MonthResult],
+    run_id: str,
+    log: Any,
 ) -> dict[str, Any]:
-    """Advance the watermarks once every month merged; the run's metadata."""
-    if plan.advance:
-        now = read_watermarks(store, MARGIN_WATERMARK).versions
-        if now != plan.watermarks:
+    """Check the merged months; advance the watermarks and record the output's version, or, when a
+    blocking check failed, restore the output to its version before the plan. The run's metadata."""
+    outcomes: list[CheckOutcome] = []
+    if plan.months:
+        outcomes = run_checks(MONTHLY_MARGIN_CHECKS, _check_scope(spark, store, plan))
+    blocked = [c.name for c in outcomes if c.blocking and not c.passed]
+    undone = None
+    if blocked:
+        undone = rollback(
+            store, MONTHLY_MARGIN, plan.output_before, f"blocking check(s) failed: {', '.join(blocked)}", log
+        )
+    elif plan.months or plan.advance:
+        current = read_watermarks(store, MARGIN_WATERMARK)
+        if plan.advance and current.versions != plan.watermarks:
             raise RuntimeError(
-                f"{MARGIN_WATERMARK} watermarks moved from {plan.watermarks} to {now} since plan run "
-                f"{plan.run_id}: another run consumed this range. Nothing to commit."
+                f"{MARGIN_WATERMARK} watermarks moved from {plan.watermarks} to {current.versions} "
+                f"since plan run {plan.run_id}: another run consumed this range. Nothing to commit."
             )
-        advance_watermarks(store, MARGIN_WATERMARK, plan.targets, plan.substrate_version, run_id)
+        versions, number = (
+            (plan.targets, plan.substrate_version)
+            if plan.advance
+            else (current.versions, current.substrate_version)  # a backfill records only the output
+        )
+        outputs = {MONTHLY_MARGIN.name: store.version(MONTHLY_MARGIN)}
+        advance_watermarks(store, MARGIN_WATERMARK, versions, number, run_id, outputs)
     metadata = combine(plan, months)
+    metadata["checks"] = [c.as_dict() for c in outcomes]
+    metadata["blocked"] = bool(blocked)
+    metadata["rollback"] = [*plan.rollback, *([undone.as_dict()] if undone else [])]
     log.info(
         f"{STREAM}: {metadata['mode']}; {len(months)} month(s); read {metadata['rows_read']:,} rows "
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{metadata['rows_inserted']} "
         f"~{metadata['rows_updated']} -{metadata['rows_deleted']}"
+        + (f"; BLOCKED by {', '.join(blocked)}" if blocked else "")
     )
     return metadata
+
+
+def _check_scope(spark: SparkSession, store: DeltaRsStore, plan: MarginPlan) -> CheckScope:
+    """The plan's months of monthly_margin, and the ledger days of those months."""
+    months = [dt.date.fromisoformat(m) for m in plan.months]
+    where = "month IN (" + ", ".join(f"'{m}'" for m in months) + ")"
+    days = f"settlement_date >= '{min(months)}' AND settlement_date < '{next_month(max(months))}'"
+    specs = {s.name: s.spec for s in MARGIN_SOURCES}
+    return CheckScope(spark, store, MONTHLY_MARGIN, where, dict(plan.targets), specs, source_where=days)
 
 
 def combine(plan: MarginPlan, months: list[MonthResult]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ at account x month grain, one step per affected month.
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
+from margin_pipeline.operations.quality import LEDGER_CHECKS
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.monthly.rules import DAY, day_ledger
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
@@ -64,4 +65,6 @@ def _affected_days(run: StreamRun, metering_points: DataFrame, agreements: DataF
     return union_all(parts).distinct().cache()
 
 
-LEDGER = StreamOutput(STREAM, DAY_LEDGER, LEDGER_SOURCES, plan_ledger, MonthlyProfile, LEDGER_WATERMARK)
+LEDGER = StreamOutput(
+    STREAM, DAY_LEDGER, LEDGER_SOURCES, plan_ledger, MonthlyProfile, LEDGER_WATERMARK, checks=LEDGER_CHECKS
+)

@@ -3,6 +3,7 @@
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import SETTLEMENT_COST_HH
+from margin_pipeline.operations.quality import SETTLEMENT_CHECKS
 from margin_pipeline.streams.settlement.profile import SettlementProfile
 from margin_pipeline.streams.settlement.rules import settlement_cost
 from margin_pipeline.streams.shared.changes import changed_keys
@@ -46,4 +47,6 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame) -> VolumeScop
     return volume_scope(run, fanned_out)
 
 
-COST = StreamOutput(STREAM, SETTLEMENT_COST_HH, SOURCES, plan_settlement, SettlementProfile)
+COST = StreamOutput(
+    STREAM, SETTLEMENT_COST_HH, SOURCES, plan_settlement, SettlementProfile, checks=SETTLEMENT_CHECKS
+)

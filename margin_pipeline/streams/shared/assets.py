@@ -1,10 +1,14 @@
 """How every stream output becomes a Dagster asset and every stream a job: one factory for all."""
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
+from margin_pipeline.operations.quality import Check
+from margin_pipeline.operations.retries import retrying
+from margin_pipeline.operations.sla import SLAS
 from margin_pipeline.remote.launch import refresh_remote
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.shared.runner import StreamOutput, as_metadata, refresh_output
@@ -16,7 +20,8 @@ def stream_asset(out: StreamOutput, *, description: str) -> dg.AssetsDefinition:
     """An asset that refreshes ``out.output`` from the change feeds of ``out.sources``.
 
     Its run config is the stream's tuning profile; the profile's ``engine`` says where the
-    refresh runs (this process, a Pipes subprocess, or a Databricks job cluster).
+    refresh runs (this process, a Pipes subprocess, or a Databricks job cluster) and its
+    ``retry`` how transient faults are retried. ``out.checks`` are its asset checks.
     """
     output = out.output
 
@@ -27,6 +32,8 @@ def stream_asset(out: StreamOutput, *, description: str) -> dg.AssetsDefinition:
         kinds={"spark", "delta"},
         description=f"{description} Key: {', '.join(output.key)}.",
         metadata={"dagster/table_name": output.name, "key": ", ".join(output.key)},
+        check_specs=check_specs(output.asset_key, out.checks),
+        freshness_policy=SLAS[out.stream].policy(),
         pool=out.stream,
     )
     def _refresh(
@@ -34,10 +41,63 @@ def stream_asset(out: StreamOutput, *, description: str) -> dg.AssetsDefinition:
         config: out.profile,
         store: DeltaRsStore,
         pyspark: LazyPySparkResource,
-    ) -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata=as_metadata(run_output(context, config, store, pyspark, out)))
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        with retrying(context, config.retry, out.consumer):
+            metadata = run_output(context, config, store, pyspark, out)
+        yield from published(output.asset_key, out.consumer, metadata, out.checks)
 
     return _refresh
+
+
+def check_specs(key: dg.AssetKey, checks: Sequence[Check]) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks
+    ]
+
+
+def published(
+    key: dg.AssetKey, consumer: str, metadata: dict[str, Any], every: Sequence[Check]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The checks' results, then the materialization; or, when a blocking check failed (the output
+    is already rolled back), the results and a failure naming the checks.
+
+    A run that wrote nothing evaluates no check; each of ``every`` is then reported as passing
+    unevaluated (``evaluated: false``): the table is unchanged since its last evaluation, and a
+    table that failed one was rolled back to a version that had passed.
+    """
+    checks = metadata.get("checks") or [
+        {
+            "name": c.name,
+            "passed": True,
+            "blocking": c.blocking,
+            "message": "not evaluated: nothing written",
+            "metadata": {"evaluated": False},
+        }
+        for c in every
+    ]
+    for check in checks:
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=check["name"],
+            passed=check["passed"],
+            severity=dg.AssetCheckSeverity.ERROR if check["blocking"] else dg.AssetCheckSeverity.WARN,
+            description=check["message"],
+            metadata=as_metadata(check["metadata"]),
+        )
+    if metadata.get("blocked"):
+        failed = [c for c in checks if c["blocking"] and not c["passed"]]
+        rollbacks = "; ".join(
+            r["table"] + f" restored to version {r['to_version']}" for r in metadata["rollback"]
+        )
+        raise dg.Failure(
+            description=f"{consumer}: blocking check(s) failed on {key.to_user_string()}: "
+            + "; ".join(f"{c['name']}: {c['message']}" for c in failed)
+            + f". {rollbacks or 'Nothing was written'}; watermarks unchanged.",
+            metadata=as_metadata(
+                {"failed_checks": [c["name"] for c in failed], "rollback": metadata["rollback"]}
+            ),
+        )
+    yield dg.MaterializeResult(metadata=as_metadata({k: v for k, v in metadata.items() if k != "checks"}))
 
 
 def run_output(context: Any, profile: Any, store: DeltaRsStore, pyspark: Any, out: StreamOutput) -> dict:
@@ -57,6 +117,6 @@ def stream_job(name: str, stream: str, description: str, **job_args: Any):
         name,
         selection=dg.AssetSelection.groups(stream),
         description=description,
-        tags={STREAM_TAG: stream},
+        tags={STREAM_TAG: stream, **SLAS[stream].job_tags()},
         **job_args,
     )

@@ -7,6 +7,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from margin_pipeline.operations.retries import RetryProfile
 from margin_pipeline.remote.compute import DatabricksCompute
 
 #: Where a stream output runs: in the op's process (the embedded default), in a Dagster Pipes
@@ -38,6 +39,10 @@ class StreamProfile(dg.Config):
     )
     databricks: DatabricksCompute = Field(
         default_factory=DatabricksCompute, description="The job cluster when engine is databricks."
+    )
+    retry: RetryProfile = Field(
+        default_factory=RetryProfile,
+        description="Retries of transient faults (commit conflicts, JVM or network hiccups) with backoff.",
     )
 
     def spark_conf(self) -> dict[str, str]:

@@ -21,6 +21,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from margin_pipeline.operations.quality import Check, CheckOutcome, CheckScope, run_checks
+from margin_pipeline.operations.rollback import Rollback, recover, rollback
 from margin_pipeline.store import MergeOutcome, StaleWatermarkError, TableSpec
 from margin_pipeline.store.base import DELETE_FLAG
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -173,8 +175,9 @@ class StreamRun:
         }
         return self.store.merge(output, source.unionByName(tombstones), commit_info=info)
 
-    def finish(self) -> None:
-        advance_watermarks(self.store, self.stream, self.targets, self.pin.number, self.run_id)
+    def finish(self, outputs: dict[str, int]) -> None:
+        """Advance the watermarks and record ``outputs`` (table -> version) as the last good versions."""
+        advance_watermarks(self.store, self.stream, self.targets, self.pin.number, self.run_id, outputs)
 
     def metadata(self, outcome: MergeOutcome | None, keys_recomputed: int) -> dict[str, Any]:
         mode = "full" if self.full else ("skipped (no changes)" if self.up_to_date else "incremental")
@@ -232,6 +235,7 @@ class StreamOutput:
     plan: Plan
     profile: type  # the stream's StreamProfile subclass
     watermark: str = ""  # watermark id when a stream has several outputs (default: the stream)
+    checks: Sequence[Check] = ()  # quality checks over what a run wrote (blocking ones guard it)
 
     @property
     def consumer(self) -> str:
@@ -244,29 +248,74 @@ def refresh_output(
     """Run one refresh of ``out`` and return its metadata (the figures the blog reports).
 
     ``out.plan`` returns the desired output rows and the keys they cover (None: all keys).
+    Writes left by a killed run are rolled back first; after the write the checks run, and
+    a failed blocking check or any error restores the output to its version before the
+    write, leaving the watermarks where they were (see :mod:`margin_pipeline.operations.rollback`).
+    A blocked run returns its metadata with ``blocked`` set; an error raises ``RunRolledBack``.
     """
     from margin_pipeline.substrate.versions import resolve_pin
 
     profile.apply(spark)
     pin = resolve_pin(store, profile.substrate_version)
+    recovered = recover(store, out.consumer, out.output, log)
     run = StreamRun(out.consumer, spark, store, out.sources, pin, run_id, profile.full_rebuild, log)
     if run.up_to_date:
         log.info(f"{out.consumer}: every source is at its watermark for substrate version {pin.number}")
-        return run.metadata(None, 0)
+        return with_outcome(run.metadata(None, 0), [], recovered, None)
     if run.full:
         log.warning(f"{out.consumer}: full rebuild ({run.reason})")
-    desired, scope = out.plan(run)
-    desired = desired.cache()
-    outcome = run.publish(out.output, desired, scope, out.output.key if scope is None else scope.columns)
-    keys = scope.count() if scope is not None else desired.count()
-    run.finish()
-    metadata = run.metadata(outcome, keys)
+    before = store.ensure_table(out.output)
+    try:
+        desired, scope = out.plan(run)
+        desired = desired.cache()
+        outcome = run.publish(out.output, desired, scope, out.output.key if scope is None else scope.columns)
+        keys = scope.count() if scope is not None else desired.count()
+        checks = run_checks(out.checks, check_scope(run, out.output, _date_predicate(scope)))
+        blocked = [c.name for c in checks if c.blocking and not c.passed]
+        if blocked:
+            reason = f"blocking check(s) failed: {', '.join(blocked)}"
+            undone = rollback(store, out.output, before, reason, log)
+            return with_outcome(run.metadata(outcome, keys), checks, recovered, undone)
+        run.finish({out.output.name: store.version(out.output)})
+    except Exception as exc:
+        undone = rollback(store, out.output, before, f"the run failed: {type(exc).__name__}", log)
+        raise RunRolledBack(out.consumer, undone) from exc
+    metadata = with_outcome(run.metadata(outcome, keys), checks, recovered, None)
     log.info(
         f"{out.consumer}: {metadata['mode']}; read {metadata['rows_read']:,} rows "
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{outcome.inserted} "
         f"~{outcome.updated} -{outcome.deleted}"
     )
     return metadata
+
+
+def check_scope(run: StreamRun, output: TableSpec, where: str | None, **extra: Any) -> CheckScope:
+    """The checks' view of what ``run`` wrote to ``output`` (rows matching ``where``)."""
+    specs = {s.name: s.spec for s in run.sources}
+    return CheckScope(run.spark, run.store, output, where, dict(run.targets), specs, **extra)
+
+
+def with_outcome(
+    metadata: dict[str, Any], checks: list[CheckOutcome], recovered: Rollback | None, undone: Rollback | None
+) -> dict[str, Any]:
+    """Add the checks, and any rollback, to a run's metadata. ``blocked``: a blocking check failed."""
+    blocked = [c for c in checks if c.blocking and not c.passed]
+    metadata["checks"] = [c.as_dict() for c in checks]
+    metadata["blocked"] = bool(blocked)
+    metadata["rollback"] = [r.as_dict() for r in (recovered, undone) if r is not None]
+    if blocked:
+        metadata["watermarks"] = {n: f"{v} (unchanged: blocked)" for n, v in metadata["watermarks"].items()}
+    return metadata
+
+
+class RunRolledBack(RuntimeError):
+    """A refresh failed after it may have written; its output was restored (``rollback``, None when
+    nothing had been written). The original error is the ``__cause__``."""
+
+    def __init__(self, consumer: str, rollback: Rollback | None) -> None:
+        self.rollback = rollback
+        done = rollback.describe() if rollback else "nothing had been written"
+        super().__init__(f"{consumer} failed; {done}; watermarks unchanged")
 
 
 def as_metadata(values: dict[str, Any]) -> dict[str, Any]:

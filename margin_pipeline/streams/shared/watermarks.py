@@ -4,12 +4,17 @@ Kept in the Delta table ``control/stream_watermarks`` so any Delta reader can se
 how far every stream has got. A stream advances its watermarks only after its
 outputs are committed; a crash in between makes the next run redo the same range,
 which rewrites nothing (outputs are merged by value).
+
+The same commit records the version of each output the run left behind (rows whose
+``source`` is ``output:<table>``): the last good version, which
+:mod:`margin_pipeline.operations.rollback` restores when a run failed or was killed
+after writing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,11 +39,16 @@ STREAM_WATERMARKS = TableSpec(
 )
 
 
+#: ``source`` prefix of the rows that record an output's last committed version.
+OUTPUT_PREFIX = "output:"
+
+
 @dataclass(frozen=True)
 class Watermarks:
     stream: str
     versions: dict[str, int]  # source -> consumed Delta version
     substrate_version: int | None
+    outputs: dict[str, int] = field(default_factory=dict)  # output table -> version at the last commit
 
 
 def read_watermarks(store: DeltaRsStore, stream: str) -> Watermarks:
@@ -46,18 +56,33 @@ def read_watermarks(store: DeltaRsStore, stream: str) -> Watermarks:
         return Watermarks(stream, {}, None)
     rows = store.read_arrow(STREAM_WATERMARKS)
     rows = rows.filter(pc.equal(rows.column("stream"), stream)).to_pylist()
-    numbers = [r["substrate_version"] for r in rows if r["substrate_version"] is not None]
+    sources = [r for r in rows if not r["source"].startswith(OUTPUT_PREFIX) and r["version"] is not None]
+    numbers = [r["substrate_version"] for r in sources if r["substrate_version"] is not None]
     return Watermarks(
         stream,
-        {r["source"]: r["version"] for r in rows if r["version"] is not None},
+        {r["source"]: r["version"] for r in sources},
         min(numbers) if numbers else None,
+        {
+            r["source"].removeprefix(OUTPUT_PREFIX): r["version"]
+            for r in rows
+            if r["source"].startswith(OUTPUT_PREFIX) and r["version"] is not None
+        },
     )
 
 
 def advance_watermarks(
-    store: DeltaRsStore, stream: str, versions: dict[str, int], substrate_version: int, run_id: str
+    store: DeltaRsStore,
+    stream: str,
+    versions: dict[str, int],
+    substrate_version: int,
+    run_id: str,
+    outputs: dict[str, int] | None = None,
 ) -> None:
+    """Record ``versions`` as consumed and ``outputs`` (table -> version) as the last good output
+    versions, in one commit."""
     now = dt.datetime.now(dt.UTC)
+    outputs = outputs or {}
+    positions = {**versions, **{OUTPUT_PREFIX + name: v for name, v in outputs.items()}}
     rows = pa.Table.from_pylist(
         [
             {
@@ -68,12 +93,16 @@ def advance_watermarks(
                 "run_id": run_id,
                 "updated_at": now,
             }
-            for source, version in sorted(versions.items())
+            for source, version in sorted(positions.items())
         ],
         schema=STREAM_WATERMARKS.schema,
     )
     # run_id and updated_at change every run; write only when a consumed position moved.
     current = read_watermarks(store, stream)
-    if current.versions == versions and current.substrate_version == substrate_version:
+    if (
+        current.versions == versions
+        and current.substrate_version == substrate_version
+        and all(current.outputs.get(name) == v for name, v in outputs.items())
+    ):
         return
     store.merge(STREAM_WATERMARKS, with_delete_flag(rows, STREAM_WATERMARKS, delete=False))
