@@ -3,6 +3,7 @@
 import dagster as dg
 
 from margin_pipeline.operations.maintenance import table_maintenance
+from margin_pipeline.operations.sensors import alert_on_failure, run_log_sensor, sla_sensor
 from margin_pipeline.orchestration.parent import margin_job_of_jobs
 from margin_pipeline.orchestration.sensors import substrate_sensor, watermark_gate
 from margin_pipeline.reconciled.assets import hh_margin_asset, reconciled_job
@@ -34,7 +35,14 @@ def build_definitions() -> dg.Definitions:
             reconciled_job,
             table_maintenance,
         ],
-        sensors=[landing_sensor, substrate_sensor, watermark_gate],
+        sensors=[
+            landing_sensor,
+            substrate_sensor,
+            watermark_gate,
+            alert_on_failure,
+            sla_sensor,
+            run_log_sensor,
+        ],
         resources=build_resources(),
     )
 

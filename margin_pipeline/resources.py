@@ -12,6 +12,7 @@ from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 
+from margin_pipeline.operations.alerts import alerts_resource_from_env
 from margin_pipeline.settings import DataRoot, default_root
 from margin_pipeline.store.delta_rs import DeltaRsStore
 
@@ -43,4 +44,5 @@ def build_resources(root: Path | None = None) -> dict[str, Any]:
         "data_root": data_root,
         "store": DeltaRsStore(lake_root=str(data_root.lake)),
         "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG),
+        "alerts": alerts_resource_from_env(data_root.path),
     }

@@ -1,1 +1,1 @@
-"""Operating the pipeline: table maintenance (and, later, alerts, SLAs, rollback)."""
+"""Operating the pipeline: retries, rollback, quality checks, alerts, SLAs, the run log, table maintenance."""

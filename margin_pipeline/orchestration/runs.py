@@ -24,6 +24,7 @@ class RunReport:
     error: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     assets: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset key -> metadata values
+    failed_checks: list[str] = field(default_factory=list)  # "asset:check" of every failed asset check
 
     @property
     def success(self) -> bool:
@@ -53,6 +54,7 @@ def report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
         error=_error(instance, run_id) if run.status == dg.DagsterRunStatus.FAILURE else "",
         tags=dict(run.tags),
         assets=_materializations(instance, run_id),
+        failed_checks=_failed_checks(instance, run_id),
     )
 
 
@@ -80,3 +82,12 @@ def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, di
                 k: v.value for k, v in materialization.metadata.items()
             }
     return out
+
+
+def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    failed = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if evaluation is not None and not evaluation.passed:
+            failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+    return failed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import yaml
 from dagster._core.storage.dagster_run import RunsFilter
 
 from margin_pipeline.gold import GOLD, SETTLEMENT_COST_HH
+from margin_pipeline.operations.runlog import PIPELINE_RUNS
 from margin_pipeline.orchestration.drive import (
     daemon,
     follow_chain,
@@ -94,6 +96,29 @@ def step_spans(instance: dg.DagsterInstance, run_id: str, prefix: str) -> dict[s
     return {key: (starts[key], ends[key]) for key in ends}
 
 
+def logged_runs(data_root: DataRoot, run_ids: set[str], timeout: float = 90.0) -> dict[str, dict]:
+    """Rows of control/pipeline_runs once run_log_sensor (on the daemon) has logged all of ``run_ids``."""
+    store = DeltaRsStore(lake_root=str(data_root.lake))
+    deadline = time.time() + timeout
+    rows: dict[str, dict] = {}
+    while time.time() < deadline and not run_ids <= set(rows):
+        time.sleep(2)
+        if store.version(PIPELINE_RUNS) is not None:
+            rows = {r["run_id"]: r for r in store.read_arrow(PIPELINE_RUNS).to_pylist()}
+    return rows
+
+
+def alerts_of(data_root: DataRoot, count: int, timeout: float = 90.0) -> list[dict]:
+    """The JSON-lines alerts of the deployment, once there are ``count`` (or the timeout passed)."""
+    sink = data_root.path / "alerts" / "alerts.jsonl"
+    deadline = time.time() + timeout
+    lines: list[str] = []
+    while time.time() < deadline and len(lines) < count:
+        time.sleep(2)
+        lines = sink.read_text().splitlines() if sink.exists() else []
+    return [json.loads(line) for line in lines]
+
+
 def runs_of(instance: dg.DagsterInstance, job: str) -> list[RunReport]:
     return [report(instance, r.run_id) for r in instance.get_runs(filters=RunsFilter(job_name=job))]
 
@@ -109,6 +134,7 @@ class Uninterrupted:
     month_steps: dict[str, tuple[float, float]]
     second_statuses_while_first_ran: set[str]
     reconciled: list[RunReport]
+    run_log: dict[str, dict]  # control/pipeline_runs by run id
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +153,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
         outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
         assert outcome.done, outcome.message
         children = children_of(instance, first)
+        reconciled = runs_of(instance, "reconciled")
+        finished = {first, second, *(c.run_id for c in children.values()), *(r.run_id for r in reconciled)}
         return Uninterrupted(
             root=root,
             parent=parent,
@@ -136,7 +164,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
             second_children=children_of(instance, second),
             month_steps=step_spans(instance, children["monthly_stream"].run_id, MONTH_STEP),
             second_statuses_while_first_ran=seen,
-            reconciled=runs_of(instance, "reconciled"),
+            reconciled=reconciled,
+            run_log=logged_runs(DataRoot(root=str(root)), finished),
         )
 
 
@@ -186,6 +215,21 @@ def test_gate_publishes_hh_margin_once_all_streams_consumed_n(uninterrupted: Uni
     assert rows_by_key(store, GOLD["hh_margin"]), "hh_margin was published"
 
 
+def test_every_finished_run_is_in_the_run_log(uninterrupted: Uninterrupted) -> None:
+    log = uninterrupted.run_log
+    parent, children = uninterrupted.parent, uninterrupted.children
+    assert log[parent.run_id]["stream"] == "parent" and log[parent.run_id]["status"] == "SUCCESS"
+    for job, child in children.items():
+        row = log[child.run_id]
+        assert (row["job"], row["status"], row["parent_run_id"]) == (job, "SUCCESS", parent.run_id)
+        assert row["substrate_version"] == 1 and row["duration_seconds"] > 0
+        assert row["rows_read"] > 0 and row["rows_written"] > 0, row
+        assert json.loads(row["modes"]) and json.loads(row["watermarks"]), row
+    [reconciled] = uninterrupted.reconciled
+    assert log[reconciled.run_id]["stream"] == "reconciled"
+    assert log[uninterrupted.second.run_id]["rows_written"] == 0
+
+
 def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
     uninterrupted: Uninterrupted, tmp_path: Path
 ) -> None:
@@ -213,6 +257,15 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
         assert isinstance(gate_request(store), dg.SkipReason)
         assert runs_of(instance, "reconciled") == [], "the gate stays closed"
 
+        # One alert for the incident: the parent's, routed to the child that failed, listing every child.
+        [alert] = alerts_of(DataRoot(root=str(root)), 1)
+        assert (alert["kind"], alert["stream"], alert["run_id"]) == ("stream", "half_hourly", failed.run_id)
+        assert alert["route"]["owner"] and alert["route"]["channel"]
+        assert "half_hourly_stream failed" in alert["title"]
+        for job, child in children.items():
+            assert f"child {job} run {child.run_id}" in alert["text"]
+        assert alert["details"]["children"]["half_hourly_stream"]["status"] == "FAILURE"
+
         for data_file in aside.iterdir():  # the fault is cleared; repair
             (rates / data_file.name).write_bytes(data_file.read_bytes())
         since = time.time()
@@ -231,3 +284,4 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
         (rerun,) = wait_for_runs(instance, [launch(instance, PARENT_JOB)])
         assert rerun.success and children_of(instance, rerun.run_id) == {}
         assert {name: store.version(spec) for name, spec in OUTPUTS.items()} == versions
+        assert len(alerts_of(DataRoot(root=str(root)), 2, timeout=20)) == 1, "successful runs alert nobody"
