@@ -22,6 +22,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from margin_pipeline.store import TableSpec
 from margin_pipeline.streams.shared.calendar import periods_in_day
@@ -75,6 +76,8 @@ class CheckScope:
         """Source ``name`` at the run's pinned version; a ``dated`` one (keyed by settlement date)
         restricted to the scope's dates, which also prunes its files."""
         where = (self.source_where or self.where) if dated else None
+        if self.targets[name] < 0:  # the source did not exist at the pinned version
+            return self.spark.createDataFrame([], from_arrow_schema(self.specs[name].schema))
         frame = self.store.read(self.spark, self.specs[name], version=self.targets[name], where=where)
         return frame.where(where) if where else frame
 
@@ -130,8 +133,6 @@ def _keys(row: Any, names: Sequence[str]) -> str:
 
 def schema_matches(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     """The output's columns and types are the contract's."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     expected = {f.name: f.dataType.simpleString() for f in from_arrow_schema(scope.output.schema).fields}
     actual = {f.name: f.dataType.simpleString() for f in scope.rows().schema.fields}
     if expected == actual:
