@@ -17,7 +17,7 @@ the stream's ``rows_read``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -43,14 +43,7 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "passed": self.passed,
-            "blocking": self.blocking,
-            "description": self.description,
-            "message": self.message,
-            "metadata": self.metadata,
-        }
+        return asdict(self)
 
 
 @dataclass

@@ -19,7 +19,7 @@ keys, which is why a rollback never needs to touch them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from margin_pipeline.store import TableSpec
@@ -41,12 +41,7 @@ class Rollback:
         return f"{self.table} restored from version {self.from_version} to {self.to_version} ({self.reason})"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 def rollback(store: DeltaRsStore, spec: TableSpec, to_version: int, reason: str, log: Any) -> Rollback | None:

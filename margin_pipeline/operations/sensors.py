@@ -30,6 +30,8 @@ from margin_pipeline.orchestration.streams import STREAMS
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.shared.assets import STREAM_TAG
 
+#: Alerted (stream, N) keys the SLA sensor remembers: far more than streams x versions that can lag at once.
+SLA_KEYS_KEPT = 200
 #: Runs read per run-log tick (the cursor carries on from the last one).
 RUN_LOG_BATCH = 100
 
@@ -124,7 +126,7 @@ def alert_on_failure(context: dg.RunFailureSensorContext, alerts: AlertsResource
     "its freshness window (margin_pipeline.operations.sla).",
 )
 def sla_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore, alerts: AlertsResource):
-    sent = set(json.loads(context.cursor or "[]"))
+    sent: list[str] = json.loads(context.cursor or "[]")  # alerted (stream, N) keys, oldest first
     lags = [lag for lag in lagging(store) if lag.key not in sent]
     for lag in lags:
         minutes = int(lag.waited.total_seconds() // 60)
@@ -143,8 +145,8 @@ def sla_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore, alerts:
             ),
             log=context.log,
         )
-        sent.add(lag.key)
-    context.update_cursor(json.dumps(sorted(sent)[-200:]))
+        sent.append(lag.key)
+    context.update_cursor(json.dumps(sent[-SLA_KEYS_KEPT:]))
     return dg.SkipReason(f"{len(lags)} SLA breach(es) alerted" if lags else "every stream within its SLA")
 
 

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.operations.quality import MONTHLY_MARGIN_CHECKS, CheckOutcome, CheckScope, run_checks
-from margin_pipeline.operations.rollback import recover, rollback
+from margin_pipeline.operations.rollback import Rollback, recover, rollback
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.delta_rs import DeltaRsStore, arrow_to_spark
 from margin_pipeline.streams.monthly.plan import STREAM
@@ -30,7 +30,7 @@ from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.calendar import month_start
 from margin_pipeline.streams.shared.changes import union_all
 from margin_pipeline.streams.shared.fanout import agreement_changes
-from margin_pipeline.streams.shared.runner import BEFORE_FIRST_VERSION, Source, StreamRun
+from margin_pipeline.streams.shared.runner import BEFORE_FIRST_VERSION, Source, StreamRun, with_outcome
 from margin_pipeline.streams.shared.watermarks import advance_watermarks, read_watermarks
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import resolve_pin
@@ -70,7 +70,7 @@ class MarginPlan:
     remote: dict[str, Any] | None = None  # the profile, when the whole for-each runs on a remote engine
     retry: dict[str, Any] | None = None  # the profile's retry policy, for the month and commit steps
     output_before: int = 0  # monthly_margin's version before any month merged: the commit's rollback point
-    rollback: tuple[dict[str, Any], ...] = ()  # what planning rolled back (a killed run's writes)
+    recovered: Rollback | None = None  # what planning rolled back (a killed run's writes)
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def plan_margin(
         started_at=started_at,
         retry=profile.retry.model_dump(),
         output_before=output_before,
-        rollback=(recovered.as_dict(),) if recovered else (),
+        recovered=recovered,
     )
     log.info(f"{STREAM}: {mode}; {len(months)} month(s) to recompute: {', '.join(plan.months)}")
     retry = profile.retry.model_dump()
@@ -296,10 +296,7 @@ def commit_margin(
         )
         outputs = {MONTHLY_MARGIN.name: store.version(MONTHLY_MARGIN)}
         advance_watermarks(store, MARGIN_WATERMARK, versions, number, run_id, outputs)
-    metadata = combine(plan, months)
-    metadata["checks"] = [c.as_dict() for c in outcomes]
-    metadata["blocked"] = bool(blocked)
-    metadata["rollback"] = [*plan.rollback, *([undone.as_dict()] if undone else [])]
+    metadata = with_outcome(combine(plan, months), outcomes, plan.recovered, undone)
     log.info(
         f"{STREAM}: {metadata['mode']}; {len(months)} month(s); read {metadata['rows_read']:,} rows "
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{metadata['rows_inserted']} "

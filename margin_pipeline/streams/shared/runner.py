@@ -296,13 +296,14 @@ def check_scope(run: StreamRun, output: TableSpec, where: str | None, **extra: A
 
 
 def with_outcome(
-    metadata: dict[str, Any], checks: list[CheckOutcome], recovered: Rollback | None, undone: Rollback | None
+    metadata: dict[str, Any], checks: list[CheckOutcome], *rollbacks: Rollback | None
 ) -> dict[str, Any]:
-    """Add the checks, and any rollback, to a run's metadata. ``blocked``: a blocking check failed."""
+    """Add the checks, and the rollbacks that happened, to a run's metadata. ``blocked``: a blocking
+    check failed."""
     blocked = [c for c in checks if c.blocking and not c.passed]
     metadata["checks"] = [c.as_dict() for c in checks]
     metadata["blocked"] = bool(blocked)
-    metadata["rollback"] = [r.as_dict() for r in (recovered, undone) if r is not None]
+    metadata["rollback"] = [r.as_dict() for r in rollbacks if r is not None]
     if blocked:
         metadata["watermarks"] = {n: f"{v} (unchanged: blocked)" for n, v in metadata["watermarks"].items()}
     return metadata
