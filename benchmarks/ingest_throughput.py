@@ -230,11 +230,11 @@ def _differs(left: pa.ChunkedArray, right: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.fill_null(values, pc.xor(pc.is_null(left), pc.is_null(right)))
 
 
-def value_changed_updates(changes: pa.Table, spec: TableSpec, ignore: tuple[str, ...]) -> pa.Table:
-    """Post-images of updates that changed a value other than ``ignore`` (e.g. ``run_type``)."""
+def value_changed_updates(changes: pa.Table, spec: TableSpec) -> pa.Table:
+    """Post-images of updates whose values changed (MERGE writes no others; a check of that)."""
     kind = changes.column(CHANGE_TYPE)
     key = list(spec.key)
-    compared = [c for c in spec.value_columns if c not in ignore]
+    compared = list(spec.value_columns)
     pre = changes.filter(pc.equal(kind, "update_preimage")).select([*key, *compared])
     post = changes.filter(pc.equal(kind, "update_postimage")).select([*key, *compared])
     if pre.num_rows == 0 or not compared:
@@ -270,7 +270,7 @@ def publication_records(
         rows_by_date = _file_rows_by_date(Path(outcome.moved_to))
         by_date_type = _count_by(changes, ["settlement_date", CHANGE_TYPE])
         counts = {(d.isoformat(), t): n for (d, t), n in by_date_type.items()}
-        real = value_changed_updates(changes, spec, ignore=("run_type",))
+        real = value_changed_updates(changes, spec)
         real_by_date = {k[0].isoformat(): n for k, n in _count_by(real, ["settlement_date"]).items()}
         for publication in applied.publications:
             day, run = publication.split()
@@ -285,7 +285,7 @@ def publication_records(
                     "file_rows": rows_by_date[day],
                     "cf": by_type,
                     "cf_rows": sum(by_type.values()),
-                    # rows whose kwh/quality/price changed, i.e. not only run_type
+                    # rows whose kwh/quality/price changed (the run is held in publication_runs)
                     "value_changed_rows": by_type["insert"] + by_type["delete"] + real_by_date.get(day, 0),
                 }
             )
@@ -781,8 +781,7 @@ def print_report(payload: dict[str, Any]) -> None:
             Column("median_value_changed_share", "changed/file", ".2%"),
             Column("cf_rows_per_value_change", "CF/change", ".1f"),
         ],
-        "Change-feed rows per publication (medians; 'values changed' = rows whose values other than "
-        "run_type changed)",
+        "Change-feed rows per publication (medians; 'values changed' = rows whose values changed)",
     )
     print_table(
         payload["redrop"],

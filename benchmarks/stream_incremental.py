@@ -22,15 +22,13 @@ exactly the substrate "as of after day D" (the generator is prefix-stable:
 ``generate_next_day`` relies on it). Ingest is not what is measured here.
 
 Per asset the figures are the materialization's metadata (``StreamRun.metadata``: mode,
-rows_read = change-feed + snapshot rows, full_rescan_rows, rows written, wall_seconds), the
-wall time of the ``dg.materialize`` call around it, and the snapshot rows read per source
-(captured by wrapping ``StreamRun.metadata``; product code is not modified).
+rows_read = change-feed + snapshot rows, each per source, full_rescan_rows, rows written,
+wall_seconds) and the wall time of the ``dg.materialize`` call around it.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -58,7 +56,7 @@ from benchmarks.report import (
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.substrate.ingest import ingest
-from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario
 
@@ -127,22 +125,21 @@ def prepare(root: DataRoot, scenario: Scenario) -> dict[str, Any]:
 def publication(store: DeltaRsStore, before: dict[str, int | None], after: dict[str, int | None]) -> dict:
     """What as-of day D published, from the change feed of each substrate table between two pins.
 
-    Volumes rows are split into new dates (inserts), restatements whose kwh/quality changed and
-    restatements that only move ``run_type`` (same values, new run): the last are the rows a
-    change feed would not carry if the run were held per (feed, date) rather than per row.
+    For ``settlement_volumes``: the new dates (inserts), the restated dates and their new runs (from
+    ``publication_runs``, which holds the run per date) and the rows whose kWh/quality changed.
     """
     tables: dict[str, Any] = {}
+    feeds: dict[str, pa.Table] = {}
     for feed, spec in SUBSTRATE.items():
         start, end = before.get(feed), after.get(feed)
         if end is None or start == end:
             continue
         changes = store.read_changes_arrow(spec, -1 if start is None else start, end)
-        types = changes.column("_change_type")
-        counts = {k: int(v) for k, v in zip(*_value_counts(types), strict=True)}
-        entry: dict[str, Any] = {"cf_rows": changes.num_rows, "by_change_type": counts}
-        if feed == VOLUMES:
-            entry.update(_volume_split(changes, spec))
-        tables[feed] = entry
+        feeds[feed] = changes
+        counts = {k: int(v) for k, v in zip(*_value_counts(changes.column("_change_type")), strict=True)}
+        tables[feed] = {"cf_rows": changes.num_rows, "by_change_type": counts}
+    if VOLUMES in tables:
+        tables[VOLUMES].update(_volume_split(feeds[VOLUMES], feeds.get(RUNS)))
     return tables
 
 
@@ -151,89 +148,25 @@ def _value_counts(values: pa.ChunkedArray) -> tuple[list[str], list[int]]:
     return [c["values"] for c in counted], [c["counts"] for c in counted]
 
 
-def _values_differ(joined: pa.Table, values: list[str]) -> pa.ChunkedArray | None:
-    """Per joined (post, pre) row: does any of ``values`` differ (floats beyond 1e-9, nulls as values)?"""
-    changed = None
-    for column in values:
-        new, old = joined.column(column), joined.column(f"{column}__pre")
-        if pa.types.is_floating(new.type):
-            differs = pc.greater(pc.abs(pc.subtract(new, old)), 1e-9)
-        else:
-            differs = pc.invert(pc.equal(new, old))
-        both_null = pc.and_(pc.is_null(new), pc.is_null(old))
-        differs = pc.and_(pc.fill_null(differs, True), pc.invert(both_null))
-        changed = differs if changed is None else pc.or_(changed, differs)
-    return changed
-
-
-def run_type_split(store: DeltaRsStore, spec: Any, before: int, after: int) -> dict[str, Any]:
-    """Change feed of an output that carries ``run_type`` (settlement_cost_hh, monthly_day_ledger)
-    between two versions: updated rows whose values other than ``run_type`` changed vs the rest."""
-    changes = store.read_changes_arrow(spec, before, after)
-    key = list(spec.key)
-    types = changes.column("_change_type")
-    pre = changes.filter(pc.equal(types, "update_preimage"))
-    post = changes.filter(pc.equal(types, "update_postimage"))
-    values = [c for c in spec.schema.names if c not in key and c != "run_type"]
-    joined = post.select([*key, *values]).join(pre.select([*key, *values]), key, right_suffix="__pre")
-    changed = _values_differ(joined, values)
-    value_changed = int(pc.sum(changed).as_py() or 0) if changed is not None else 0
-    return {
-        "cf_rows": changes.num_rows,
-        "updated_rows": joined.num_rows,
-        "updated_rows_values_changed": value_changed,
-        "cf_rows_run_type_only": 2 * (joined.num_rows - value_changed),
-    }
-
-
-def output_splits(store: DeltaRsStore, incremental: list[dict[str, Any]]) -> dict[str, Any]:
-    """``run_type_split`` of the commit each incremental run made to an output holding ``run_type``."""
-    from margin_pipeline.gold import GOLD
-    from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-
-    specs = {spec.name: spec for spec in [*GOLD.values(), DAY_LEDGER]}
-    out = {}
-    for record in incremental:
-        spec = specs.get(record["asset"])
-        version = record.get("output_version")
-        if spec is None or version is None or "run_type" not in spec.schema.names:
-            continue
-        out[record["asset"]] = run_type_split(store, spec, version - 1, version)
-    return out
-
-
-def _volume_split(changes: pa.Table, spec: Any) -> dict[str, Any]:
-    key = list(spec.key)
+def _volume_split(changes: pa.Table, runs: pa.Table | None) -> dict[str, Any]:
     types = changes.column("_change_type")
     inserts = changes.filter(pc.equal(types, "insert"))
-    pre = changes.filter(pc.equal(types, "update_preimage"))
-    post = changes.filter(pc.equal(types, "update_postimage"))
-    deletes = changes.filter(pc.equal(types, "delete"))
-    values = [c for c in spec.schema.names if c not in key and c != "run_type"]
-    joined = post.select([*key, *values, "run_type"]).join(
-        pre.select([*key, *values, "run_type"]), key, right_suffix="__pre"
-    )
-    changed = _values_differ(joined, values)
-    value_changed = int(pc.sum(changed).as_py() or 0) if changed is not None else 0
-    updates = joined.num_rows
-    dates_new = pc.unique(inserts.column("settlement_date")).to_pylist() if inserts.num_rows else []
-    restated = pc.unique(post.column("settlement_date")).to_pylist() if post.num_rows else []
-    by_run = {}
-    if post.num_rows:
-        runs, counts = _value_counts(post.column("run_type"))
-        by_run = dict(zip(runs, counts, strict=True))
+    restated: dict[str, str] = {}
+    if runs is not None:
+        moved = runs.filter(
+            pc.and_(
+                pc.equal(runs.column("feed"), VOLUMES),
+                pc.equal(runs.column("_change_type"), "update_postimage"),
+            )
+        )
+        restated = {str(r["settlement_date"]): r["run_type"] for r in moved.to_pylist()}
     return {
-        "new_dates": sorted(str(d) for d in dates_new),
-        "restated_dates": sorted(str(d) for d in restated),
-        "restated_rows_by_run": by_run,
+        "new_dates": sorted(str(d) for d in pc.unique(inserts.column("settlement_date")).to_pylist()),
+        "restated_dates": sorted(restated),
+        "restated_runs": dict(sorted(restated.items())),
         "inserted_rows": inserts.num_rows,
-        "deleted_rows": deletes.num_rows,
-        "updated_rows": updates,
-        "updated_rows_values_changed": value_changed,
-        "updated_rows_run_type_only": updates - value_changed,
-        # An update is a pre- and a post-image: two change-feed rows.
-        "cf_rows_run_type_only": 2 * (updates - value_changed),
-        "cf_rows_if_run_held_per_date": inserts.num_rows + deletes.num_rows + 2 * value_changed,
+        "updated_rows": int(pc.sum(pc.equal(types, "update_postimage")).as_py() or 0),
+        "deleted_rows": int(pc.sum(pc.equal(types, "delete")).as_py() or 0),
     }
 
 
@@ -272,35 +205,6 @@ def recorded_days(store: DeltaRsStore, needed: int, wait: bool) -> dict[int, dic
 # --------------------------------------------------------------------------- streams
 
 
-class Capture:
-    """Snapshot rows read per source of each stream run (wraps ``StreamRun.metadata``)."""
-
-    def __init__(self) -> None:
-        self.by_stream: dict[str, dict[str, int]] = {}
-        self._original: Any = None
-
-    def install(self) -> None:
-        from margin_pipeline.streams.shared import runner
-
-        original = runner.StreamRun.__dict__["metadata"]
-        capture = self
-
-        @functools.wraps(original)
-        def metadata(run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            capture.by_stream[run.stream] = dict(run.rows_read)
-            return original(run, *args, **kwargs)
-
-        runner.StreamRun.metadata = metadata
-        self._original = original
-
-    def uninstall(self) -> None:
-        from margin_pipeline.streams.shared import runner
-
-        if self._original is not None:
-            runner.StreamRun.metadata = self._original
-            self._original = None
-
-
 def assets() -> list[Any]:
     """The five stream assets in dependency order (as the incremental-equals-full test runs them)."""
     from margin_pipeline.reconciled.assets import hh_margin_asset
@@ -319,7 +223,9 @@ METADATA_KEYS = (
     "rows_read",
     "change_feed_rows_read",
     "change_feed_rows_by_source",
+    "run_restamp_commits_skipped",
     "snapshot_rows_read",
+    "snapshot_rows_by_source",
     "full_rescan_rows",
     "rows_read_pct_of_full",
     "keys_recomputed",
@@ -332,7 +238,7 @@ METADATA_KEYS = (
 
 
 def run_streams(
-    store: DeltaRsStore, pyspark: Any, capture: Capture, pin: int, full_rebuild: bool = False, label: str = ""
+    store: DeltaRsStore, pyspark: Any, pin: int, full_rebuild: bool = False, label: str = ""
 ) -> list[dict[str, Any]]:
     """Materialize each stream asset on its own (dependency order), pinned at substrate version ``pin``."""
     import dagster as dg
@@ -341,7 +247,6 @@ def run_streams(
     for asset in assets():
         config = {"substrate_version": pin, "full_rebuild": full_rebuild}
         run_config = {"ops": {asset.node_def.name: {"config": config}}}
-        capture.by_stream.clear()
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         result = dg.materialize(
@@ -353,7 +258,6 @@ def run_streams(
         [event] = result.get_asset_materialization_events()
         metadata = {k: v.value for k, v in event.materialization.metadata.items()}
         record = {"asset": asset.key.to_user_string(), **{k: metadata.get(k) for k in METADATA_KEYS}}
-        record["snapshot_rows_by_source"] = next(iter(capture.by_stream.values()), {})
         record["materialize_seconds"] = seconds
         # Other work shares the machine: the 1-minute load average before and after the call.
         record["loadavg_1m"] = [load_before, os.getloadavg()[0]]
@@ -435,55 +339,23 @@ def summarise(days: int, incremental: list[dict[str, Any]], full: list[dict[str,
     }
 
 
-def attribution(
-    incremental: list[dict[str, Any]], published: dict[str, Any], outputs: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Incremental rows read by origin: change feed per source, snapshots per source, and the
-    change-feed rows read that only move ``run_type``: those of ``settlement_volumes`` (from the
-    publication) and, downstream, those of the outputs that carry ``run_type`` (``outputs``:
-    ``output_splits``; ``settlement_cost_hh`` rewrites every row of a restated date)."""
-    splits = {VOLUMES: published.get(VOLUMES, {})}
-    for name, split in (outputs or {}).items():
-        splits[name.split("/", 1)[1]] = split
-    out: dict[str, Any] = {"per_asset": [], "totals": {}}
+def attribution(incremental: list[dict[str, Any]]) -> dict[str, Any]:
+    """Incremental rows read by origin (change feed and snapshot per source, all five assets), and the
+    run re-stamp commits the consumers of ``settlement_cost_hh`` left out of their change feeds."""
     totals: dict[str, int] = {}
+    skipped: dict[str, Any] = {}
     for record in incremental:
-        cf = record["change_feed_rows_by_source"] or {}
-        snap = record["snapshot_rows_by_source"] or {}
-        by_source = {}
-        for source, rows in cf.items():
-            split = splits.get(source) or {}
-            if split.get("cf_rows"):
-                by_source[source] = round(split["cf_rows_run_type_only"] * rows / split["cf_rows"])
-        row = {
-            "asset": record["asset"],
-            "rows_read": record["rows_read"],
-            "change_feed": cf,
-            "snapshot": snap,
-            "volumes_cf_rows": cf.get(VOLUMES, 0),
-            "volumes_cf_run_type_only": by_source.get(VOLUMES, 0),
-            "cf_run_type_only_by_source": by_source,
-            "cf_run_type_only": sum(by_source.values()),
-            "run_type_only_pct_of_rows_read": 100.0 * sum(by_source.values()) / record["rows_read"]
-            if record["rows_read"]
-            else 0,
-        }
-        out["per_asset"].append(row)
-        for source, rows in cf.items():
+        for source, rows in (record["change_feed_rows_by_source"] or {}).items():
             totals[f"change feed {source}"] = totals.get(f"change feed {source}", 0) + rows
-        for source, rows in snap.items():
+        for source, rows in (record["snapshot_rows_by_source"] or {}).items():
             totals[f"snapshot {source}"] = totals.get(f"snapshot {source}", 0) + rows
-    out["totals"] = dict(sorted(totals.items(), key=lambda kv: -kv[1]))
-    total = sum(r["rows_read"] for r in incremental)
-    volumes_only = sum(r["volumes_cf_run_type_only"] for r in out["per_asset"])
-    all_only = sum(r["cf_run_type_only"] for r in out["per_asset"])
-    out["rows_read"] = total
-    out["volumes_cf_run_type_only_rows_read"] = volumes_only
-    out["volumes_cf_run_type_only_pct"] = 100.0 * volumes_only / total if total else 0.0
-    out["cf_run_type_only_rows_read"] = all_only
-    out["cf_run_type_only_pct"] = 100.0 * all_only / total if total else 0.0
-    out["output_splits"] = outputs or {}
-    return out
+        if record.get("run_restamp_commits_skipped"):
+            skipped[record["asset"]] = record["run_restamp_commits_skipped"]
+    return {
+        "rows_read": sum(r["rows_read"] for r in incremental),
+        "totals": dict(sorted(totals.items(), key=lambda kv: -kv[1])),
+        "run_restamp_commits_skipped": skipped,
+    }
 
 
 # --------------------------------------------------------------------------- run and report
@@ -516,7 +388,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "results": [],
     }
-    capture = Capture()
     try:
         store = DeltaRsStore(lake_root=str(root.lake))
         if args.attach:
@@ -531,29 +402,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return payload
         pyspark = LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)
         payload["spark_start_seconds"] = warm_spark(LOCAL_SPARK_CONFIG)
-        capture.install()
         for days in lengths:
             by_day = recorded_days(store, days + 1, wait=args.attach)
             history, day = by_day[days - 1], by_day[days]
             log(f"D={days}: history = as-of days 0..{days - 1} (N={history['substrate_version']})")
             started = time.perf_counter()
             history_runs = run_streams(
-                store, pyspark, capture, history["substrate_version"], full_rebuild=True, label="history"
+                store, pyspark, history["substrate_version"], full_rebuild=True, label="history"
             )
             history_seconds = time.perf_counter() - started
             published = publication(store, history["tables"], day["tables"])
             vol = published.get(VOLUMES, {})
             log(
                 f"D={days}: day {days} publishes {vol.get('new_dates')} + restated "
-                f"{vol.get('restated_dates')} ({vol.get('cf_rows', 0):,} volumes CF rows, "
-                f"{vol.get('cf_rows_run_type_only', 0):,} run_type only)"
+                f"{vol.get('restated_runs')} ({vol.get('cf_rows', 0):,} volumes CF rows)"
             )
-            incremental = run_streams(store, pyspark, capture, day["substrate_version"], label="incremental")
+            incremental = run_streams(store, pyspark, day["substrate_version"], label="incremental")
             if args.skip_full:
                 full = proxy_full(incremental, history_runs)
             else:
                 full_store = fresh_lake(root, workdir, f"full-{days}")
-                full = run_streams(full_store, pyspark, capture, day["substrate_version"], label="full")
+                full = run_streams(full_store, pyspark, day["substrate_version"], label="full")
                 shutil.rmtree(workdir / f"full-{days}", ignore_errors=True)
             result = {
                 "days": days,
@@ -566,7 +435,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "full": full,
                 "full_measured": not args.skip_full,
                 "summary": summarise(days, incremental, full),
-                "attribution": attribution(incremental, published, output_splits(store, incremental)),
+                "attribution": attribution(incremental),
                 "peak_rss_mb": peak_rss_mb(),
             }
             payload["results"].append(result)
@@ -575,7 +444,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             write_json(args.out, payload)
             log(f"D={days}: written to {args.out}")
     finally:
-        capture.uninstall()
         if args.data_root is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -666,19 +534,14 @@ def print_report(payload: dict[str, Any]) -> None:
             ],
             f"D={result['days']} days of history; publication = as-of day {result['days']} "
             f"({result['publication_asof_date']}): new {', '.join(vol.get('new_dates', []))}, restated "
-            f"{len(vol.get('restated_dates', []))} dates {vol.get('restated_rows_by_run', {})}",
+            f"{vol.get('restated_runs', {})}; volumes CF rows {vol.get('cf_rows', 0):,}",
         )
         att = result["attribution"]
         print_table(
             [{"origin": k, "rows": v, "pct": 100.0 * v / att["rows_read"]} for k, v in att["totals"].items()],
             ["origin", Column("rows", "rows read", ","), Column("pct", "% of inc rows read", ".1f")],
-            f"D={result['days']}: where the incremental rows read come from (all five assets); volumes CF "
-            f"rows that only move run_type: {vol.get('cf_rows_run_type_only', 0):,} of "
-            f"{vol.get('cf_rows', 0):,}, "
-            f"read {att['volumes_cf_run_type_only_rows_read']:,} times = "
-            f"{att['volumes_cf_run_type_only_pct']:.1f}% of incremental rows read; with the run_type-only "
-            f"CF rows of settlement_cost_hh / monthly_day_ledger: "
-            f"{att.get('cf_run_type_only_rows_read', 0):,} = {att.get('cf_run_type_only_pct', 0):.1f}%",
+            f"D={result['days']}: where the incremental rows read come from (all five assets); run "
+            f"re-stamp commits left out of change feeds: {att['run_restamp_commits_skipped'] or 'none'}",
         )
     if payload.get("summary"):
         s = payload["summary"]
@@ -691,8 +554,6 @@ def print_report(payload: dict[str, Any]) -> None:
                 "inc_s": r["summary"]["incremental_seconds"],
                 "full_s": r["summary"]["full_seconds"],
                 "wall_pct": r["summary"]["wall_pct"],
-                "rt": r["attribution"]["volumes_cf_run_type_only_pct"],
-                "rt_all": r["attribution"].get("cf_run_type_only_pct"),
             }
             for r in payload["results"]
         ]
@@ -706,8 +567,6 @@ def print_report(payload: dict[str, Any]) -> None:
                 Column("inc_s", "inc s", ".1f"),
                 Column("full_s", "full s", ".1f"),
                 Column("wall_pct", "inc/full s %", ".0f"),
-                Column("rt", "volumes run_type-only CF % of inc read", ".1f"),
-                Column("rt_all", "all run_type-only CF %", ".1f"),
             ],
             "Summary (all five stream assets)",
         )

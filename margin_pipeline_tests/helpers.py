@@ -8,6 +8,7 @@ import dagster as dg
 import pyarrow as pa
 
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.monthly.tables import THROUGH
 
 
 def csv(header: str, *rows: str) -> str:
@@ -34,13 +35,19 @@ def rows_by_key(store: DeltaRsStore, spec) -> dict[tuple, dict[str, Any]]:
 
 
 def assert_same_rows(actual: dict[tuple, dict], expected: dict[tuple, dict], name: str) -> None:
-    """Same keys, same values; doubles equal to 1e-6 (summation order may differ between runs)."""
+    """Same keys, same values; doubles equal to 1e-6 (summation order may differ between runs).
+
+    The day ledger's tallied-through versions say how a row was computed, not what it is: a full
+    rebuild records the pinned version, an incremental run the last commit it added. Not compared.
+    """
     assert actual.keys() == expected.keys(), (
         f"{name}: keys only in actual {sorted(actual.keys() - expected.keys())[:3]}, "
         f"only in expected {sorted(expected.keys() - actual.keys())[:3]}"
     )
     for key, row in actual.items():
         for column, value in row.items():
+            if column in THROUGH:
+                continue
             other = expected[key][column]
             if isinstance(value, float) and isinstance(other, float):
                 assert abs(value - other) <= 1e-6, (name, key, column, value, other)

@@ -23,6 +23,7 @@ def test_substrate_asset_specs() -> None:
         "substrate/charges",
         "substrate/prices",
         "substrate/settlement_volumes",
+        "substrate/publication_runs",
     }
     assert all(specs[k].description for k in substrate)
 
@@ -68,6 +69,7 @@ def test_asset_graph_snapshot() -> None:
                 "substrate/charges",
                 "substrate/metering_points",
                 "substrate/prices",
+                "substrate/publication_runs",
                 "substrate/settlement_volumes",
             ],
         ),
@@ -87,6 +89,7 @@ def test_asset_graph_snapshot() -> None:
                 "gold/hh_revenue",
                 "gold/settlement_cost_hh",
                 "substrate/metering_points",
+                "substrate/publication_runs",
                 "substrate/settlement_volumes",
                 "substrate/supply_agreements",
                 "substrate/tariff_rates",

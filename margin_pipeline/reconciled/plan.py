@@ -16,7 +16,8 @@ from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRu
 STREAM = "reconciled"
 SOURCES = [
     Source("hh_revenue", HH_REVENUE, pinned_by_substrate=False),
-    Source("settlement_cost_hh", SETTLEMENT_COST_HH, pinned_by_substrate=False),
+    # hh_margin has no run_type, so the cost re-stamps are not read.
+    Source("settlement_cost_hh", SETTLEMENT_COST_HH, pinned_by_substrate=False, skip_run_restamps=True),
 ]
 
 
@@ -25,16 +26,19 @@ class ReconciledProfile(StreamProfile):
 
 
 def plan_reconciled(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
-    keys = None
-    if not run.full:
-        parts = [
-            changed_keys(c, KEY)
-            for n in ("hh_revenue", "settlement_cost_hh")
-            if (c := run.changes(n)) is not None
-        ]
-        keys = union_all(parts).distinct().cache()
-    revenue = run.rows_for("hh_revenue", keys, KEY)
-    cost = run.rows_for("settlement_cost_hh", keys, KEY)
+    """hh_margin for the keys either source changed: their rows at the pinned versions come from
+    the change feeds where the feeds touched them, from the snapshots for the rest."""
+    if run.full:
+        return hh_margin(run.snapshot("hh_revenue"), run.snapshot("settlement_cost_hh")), None
+    parts = [
+        changed_keys(c, KEY)
+        for n in ("hh_revenue", "settlement_cost_hh")
+        if (c := run.changes(n)) is not None
+    ]
+    # Every change skipped (run re-stamps of the cost only): nothing to recompute.
+    keys = union_all(parts).distinct().cache() if parts else run.empty(HH_MARGIN).select(*KEY)
+    revenue = run.rows_at_pin("hh_revenue", keys, KEY)
+    cost = run.rows_at_pin("settlement_cost_hh", keys, KEY)
     return hh_margin(revenue, cost), keys
 
 

@@ -5,10 +5,11 @@ Two implementations share it: :class:`~margin_pipeline.store.delta_rs.DeltaRsSto
 :class:`~margin_pipeline.store.delta_spark.DeltaSparkStore` (native Delta on a
 cluster). Reads return Spark DataFrames so the transformations are engine-agnostic.
 
-Writes go through one primitive, :meth:`DeltaStore.merge`: the source holds the
-desired rows of some keys plus *tombstones* (``_delete = true``) for keys to remove.
-Only rows whose values really differ are rewritten, so a replay emits no
-change-feed rows.
+Writes go through :meth:`DeltaStore.merge`: the source holds the desired rows of
+some keys plus *tombstones* (``_delete = true``) for keys to remove. Only rows
+whose values really differ are rewritten, so a replay emits no change-feed rows.
+:meth:`DeltaStore.update` sets a column by an expression where no source rows are
+needed (the run type of a restated date).
 """
 
 from __future__ import annotations
@@ -134,6 +135,26 @@ class DeltaStore(dg.ConfigurableResource):
         """Apply desired rows and tombstones (``_delete``) by key, rewriting only changed rows."""
 
     @abstractmethod
+    def update(
+        self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None
+    ) -> MergeOutcome:
+        """``UPDATE spec SET column = <SQL expression> WHERE <where>`` in one commit (none when no row
+        matches). For a change that is a function of the row alone, so no source rows are read."""
+
+    @abstractmethod
+    def update_matching(
+        self,
+        spec: TableSpec,
+        source: pa.Table,
+        on: tuple[str, ...],
+        values: dict[str, str],
+        commit_info: dict[str, str] | None = None,
+    ) -> MergeOutcome:
+        """For every row ``t`` matching a ``source`` row ``s`` on ``on`` (a source row may match many),
+        ``SET column = <SQL over t. and s.>`` where the result differs (doubles beyond
+        :data:`FLOAT_TOLERANCE`); one commit, none when nothing differs."""
+
+    @abstractmethod
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         """Commit history, newest first: ``version``, ``timestamp``, ``operation``, ``operationParameters``
         and the ``commit_info`` a merge was given as top-level keys."""
@@ -150,20 +171,25 @@ def merge_predicates(spec: TableSpec, *, source: str = "s", target: str = "t") -
     The text is valid in DataFusion (delta-rs) and Spark SQL alike.
     """
     join = " AND ".join(f"{target}.{k} = {source}.{k}" for k in spec.key)
-    differs = []
-    for name in spec.value_columns:
-        typ = spec.schema.field(name).type
-        t, s = f"{target}.{name}", f"{source}.{name}"
-        if pa.types.is_floating(typ):
-            differs.append(f"(({t} IS NULL) <> ({s} IS NULL) OR abs({t} - {s}) > {FLOAT_TOLERANCE})")
-        else:
-            differs.append(f"({t} IS DISTINCT FROM {s})")
+    differs = differs_sql(spec, {c: f"{source}.{c}" for c in spec.value_columns}, target)
     return {
         "join": join,
         "delete": f"{source}.{DELETE_FLAG}",
-        "update": f"NOT {source}.{DELETE_FLAG} AND ({' OR '.join(differs) or 'false'})",
+        "update": f"NOT {source}.{DELETE_FLAG} AND ({differs})",
         "insert": f"NOT {source}.{DELETE_FLAG}",
     }
+
+
+def differs_sql(spec: TableSpec, values: dict[str, str], target: str = "t") -> str:
+    """SQL true when any ``column = expression`` of ``values`` would change the target row."""
+    parts = []
+    for name, expression in values.items():
+        t, e = f"{target}.{name}", f"({expression})"
+        if pa.types.is_floating(spec.schema.field(name).type):
+            parts.append(f"(({t} IS NULL) <> ({e} IS NULL) OR abs({t} - {e}) > {FLOAT_TOLERANCE})")
+        else:
+            parts.append(f"({t} IS DISTINCT FROM {e})")
+    return " OR ".join(parts) or "false"
 
 
 def merge_source_schema(spec: TableSpec) -> pa.Schema:

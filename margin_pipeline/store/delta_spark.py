@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from margin_pipeline.store.base import (
     MergeOutcome,
     StaleWatermarkError,
     TableSpec,
+    differs_sql,
     merge_predicates,
     merge_source_schema,
 )
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
 
 COMMIT_ATTEMPTS = 5
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+MERGE_METRICS = {
+    "inserted": "numTargetRowsInserted",
+    "updated": "numTargetRowsUpdated",
+    "deleted": "numTargetRowsDeleted",
+}
+UPDATE_METRICS = {"updated": "numUpdatedRows"}
 #: Comma-separated jar paths to put on a local session's classpath (delta-spark + delta-storage).
 DELTA_JARS_ENV = "MARGIN_PIPELINE_DELTA_JARS"
 DELTA_SESSION_CONFIG = {
@@ -202,43 +210,84 @@ class DeltaSparkStore(DeltaStore):
         if source.isEmpty():
             return MergeOutcome(version=self.version(spec) or 0)
         sql = merge_predicates(spec)
+        rows = source.select(*names).alias("s")
+
+        def write() -> None:
+            (
+                self._table(spec)
+                .alias("t")
+                .merge(rows, sql["join"])
+                .whenMatchedDelete(condition=sql["delete"])
+                .whenMatchedUpdate(condition=sql["update"], set={c: f"s.{c}" for c in spec.value_columns})
+                .whenNotMatchedInsert(
+                    condition=sql["insert"], values={c: f"s.{c}" for c in spec.schema.names}
+                )
+                .execute()
+            )
+
+        return self._committing(spec, commit_info, write, MERGE_METRICS)
+
+    def update(
+        self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None
+    ) -> MergeOutcome:
+        self.ensure_table(spec)
+        return self._committing(
+            spec, commit_info, lambda: self._table(spec).update(condition=where, set=values), UPDATE_METRICS
+        )
+
+    def update_matching(
+        self,
+        spec: TableSpec,
+        source: pa.Table,
+        on: tuple[str, ...],
+        values: dict[str, str],
+        commit_info: dict[str, str] | None = None,
+    ) -> MergeOutcome:
+        if source.num_rows == 0:
+            return MergeOutcome(version=self.version(spec) or 0)
+        rows = self._spark().createDataFrame(source).alias("s")
+
+        def write() -> None:
+            (
+                self._table(spec)
+                .alias("t")
+                .merge(rows, " AND ".join(f"t.{c} = s.{c}" for c in on))
+                .whenMatchedUpdate(condition=differs_sql(spec, values), set=values)
+                .execute()
+            )
+
+        return self._committing(spec, commit_info, write, MERGE_METRICS)
+
+    def _committing(
+        self,
+        spec: TableSpec,
+        commit_info: dict[str, str] | None,
+        write: Callable[[], None],
+        names: dict[str, str],
+    ) -> MergeOutcome:
+        """Run one write with ``commit_info`` as the commit's user metadata, retrying a concurrent
+        commit (delta's Concurrent*Exception arrive as py4j/pyspark errors) with backoff; the
+        outcome from the commit's ``operationMetrics`` (``names``: outcome field -> metric)."""
+        spark = self._spark()
         before = self.version(spec)
         spark.conf.set(USER_METADATA, json.dumps(commit_info or {}))
         try:
-            self._merge_with_retry(spec, source.select(*names), sql)
+            for attempt in range(1, COMMIT_ATTEMPTS + 1):
+                try:
+                    write()
+                    break
+                except Exception as exc:
+                    if "Concurrent" not in type(exc).__name__ + str(exc) or attempt == COMMIT_ATTEMPTS:
+                        raise
+                    time.sleep(0.05 * 2**attempt)
         finally:
             spark.conf.unset(USER_METADATA)
         after = self.version(spec) or 0
         if after == before:
             return MergeOutcome(version=after)
         metrics = self._table(spec).history(1).select("operationMetrics").first()[0] or {}
-        return MergeOutcome(
-            version=after,
-            inserted=int(metrics.get("numTargetRowsInserted", 0)),
-            updated=int(metrics.get("numTargetRowsUpdated", 0)),
-            deleted=int(metrics.get("numTargetRowsDeleted", 0)),
-            metrics=dict(metrics),
-        )
-
-    def _merge_with_retry(self, spec: TableSpec, source: DataFrame, sql: dict[str, str]) -> None:
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                (
-                    self._table(spec)
-                    .alias("t")
-                    .merge(source.alias("s"), sql["join"])
-                    .whenMatchedDelete(condition=sql["delete"])
-                    .whenMatchedUpdate(condition=sql["update"], set={c: f"s.{c}" for c in spec.value_columns})
-                    .whenNotMatchedInsert(
-                        condition=sql["insert"], values={c: f"s.{c}" for c in spec.schema.names}
-                    )
-                    .execute()
-                )
-                return
-            except Exception as exc:  # delta's Concurrent*Exception arrive as py4j/pyspark errors
-                if "Concurrent" not in type(exc).__name__ + str(exc) or attempt == COMMIT_ATTEMPTS:
-                    raise
-                time.sleep(0.05 * 2**attempt)
+        counts = {field: int(metrics.get(metric, 0)) for field, metric in names.items()}
+        return MergeOutcome(version=after, **counts, metrics=dict(metrics))
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         table = self._table(spec)

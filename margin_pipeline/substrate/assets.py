@@ -1,14 +1,16 @@
 """The substrate tables as software-defined assets, materialized by the ingest job."""
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from margin_pipeline.settings import DataRoot
+from margin_pipeline.store import MergeOutcome
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.substrate.ingest import IngestReport, ingest, pending_files
-from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER, SUBSTRATE
+from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER, RUNS, SUBSTRATE
 from margin_pipeline.substrate.versions import record_substrate_version
 
 SUBSTRATE_GROUP = "substrate"
@@ -21,6 +23,8 @@ DESCRIPTIONS = {
     "charges": "Non-energy charges (GBP/MWh, p/kWh, p/day) per GSP group, optionally time-banded.",
     "prices": "Wholesale price per settlement period; one run per date, replaced by later runs.",
     "settlement_volumes": "Half-hourly metered kWh per MPAN; each date held at its latest settlement run.",
+    RUNS: "The settlement run held for each date of settlement_volumes and prices (upsert on feed, "
+    "settlement_date): a restatement whose values are unchanged changes one row here.",
 }
 
 
@@ -46,7 +50,7 @@ class IngestConfig(dg.Config):
             kinds={"delta", "python"},
             metadata={"dagster/table_name": SUBSTRATE[feed].name, "key": ", ".join(SUBSTRATE[feed].key)},
         )
-        for feed in INGEST_ORDER
+        for feed in SUBSTRATE
     ],
     can_subset=False,
     pool="ingest",
@@ -66,27 +70,41 @@ def ingest_landing(
     for feed in INGEST_ORDER:
         outcomes = report.by_feed(feed)
         applied = [o.applied for o in outcomes if o.applied is not None]
-        changed = [a for a in applied if a.outcome.changed]
-        if not changed:
-            continue
-        spec = SUBSTRATE[feed]
-        yield dg.MaterializeResult(
-            asset_key=substrate_key(feed),
-            metadata={
-                "substrate_version": pin.number if pin else None,
-                "delta_version": store.version(spec),
-                "dagster/row_count": store.row_count(spec),
-                "change_feed_rows": sum(
-                    a.outcome.inserted + 2 * a.outcome.updated + a.outcome.deleted for a in changed
-                ),
-                "rows_inserted": sum(a.outcome.inserted for a in changed),
-                "rows_updated": sum(a.outcome.updated for a in changed),
-                "rows_deleted": sum(a.outcome.deleted for a in changed),
-                "files": dg.MetadataValue.md("\n".join(f"- {o.file}: {o.status}" for o in outcomes)),
-                "stale_publications": ", ".join(s for a in applied for s in a.stale) or "none",
-            },
-        )
+        changed = [a.outcome for a in applied if a.outcome.changed]
+        if changed:
+            yield _materialized(
+                store,
+                feed,
+                pin,
+                changed,
+                {
+                    "files": dg.MetadataValue.md("\n".join(f"- {o.file}: {o.status}" for o in outcomes)),
+                    "stale_publications": ", ".join(s for a in applied for s in a.stale) or "none",
+                },
+            )
+    runs = [o.applied.runs for o in report.files if o.applied is not None and o.applied.runs is not None]
+    if changed_runs := [r for r in runs if r.changed]:
+        yield _materialized(store, RUNS, pin, changed_runs, {})
     _report(context, report)
+
+
+def _materialized(
+    store: DeltaRsStore, table: str, pin: Any, changed: list[MergeOutcome], extra: dict[str, Any]
+) -> dg.MaterializeResult:
+    spec = SUBSTRATE[table]
+    return dg.MaterializeResult(
+        asset_key=substrate_key(table),
+        metadata={
+            "substrate_version": pin.number if pin else None,
+            "delta_version": store.version(spec),
+            "dagster/row_count": store.row_count(spec),
+            "change_feed_rows": sum(o.inserted + 2 * o.updated + o.deleted for o in changed),
+            "rows_inserted": sum(o.inserted for o in changed),
+            "rows_updated": sum(o.updated for o in changed),
+            "rows_deleted": sum(o.deleted for o in changed),
+            **extra,
+        },
+    )
 
 
 def _report(context: dg.AssetExecutionContext, report: IngestReport) -> None:

@@ -48,7 +48,7 @@ class IngestReport:
 
     @property
     def changed(self) -> bool:
-        return any(f.applied is not None and f.applied.outcome.changed for f in self.files)
+        return any(f.applied is not None and f.applied.changed for f in self.files)
 
     @property
     def rejected(self) -> list[FileOutcome]:

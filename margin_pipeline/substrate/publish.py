@@ -6,6 +6,14 @@ a file are a complete publication for that date; a rank at or above what is held
 replaces the date (changed values update, new keys insert, absent keys delete); a
 lower rank is stale, ignored and reported. Validity-overlap rules are checked
 against the table *as it would be after the file*, before anything is written.
+
+The run held for each date lives in ``substrate/publication_runs``, not on the
+feed's rows, so a restatement writes only the values that changed. A publication
+is two commits: the feed's rows first, then the dates' runs. A crash between the
+two leaves the rows of the new run under the old run's name until the file,
+still in landing, is applied again (its rows then change nothing and its runs
+commit); streams never see the gap, because the substrate version N is recorded
+only after the ingest run.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from margin_pipeline.contracts.validation import LINE, FileRejected, LandingFile
 from margin_pipeline.store import MergeOutcome
 from margin_pipeline.store.base import tombstones, with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.substrate.tables import PUBLICATION_RUNS, SUBSTRATE
 
 
 @dataclass(frozen=True)
@@ -48,13 +56,19 @@ class Applied:
 
     feed: str
     rows: int
-    outcome: MergeOutcome
+    outcome: MergeOutcome  # the feed's table
     publications: list[str] = field(default_factory=list)  # "2025-10-01 R1", applied
     stale: list[str] = field(default_factory=list)  # "2025-10-01 SF < R1 held", ignored
+    runs: MergeOutcome | None = None  # substrate/publication_runs (publication feeds)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the file changed the substrate (its rows, or only the run held for a date)."""
+        return bool(self.outcome.changed or (self.runs is not None and self.runs.changed))
 
     @property
     def status(self) -> str:
-        if self.outcome.changed:
+        if self.changed:
             return "applied"
         return "stale" if self.stale and not self.publications else "unchanged"
 
@@ -119,8 +133,10 @@ def _apply_publications(store: DeltaRsStore, landing: LandingFile, commit_info: 
     absent = held_keys.join(publish.select(list(spec.key)), list(spec.key), join_type="left anti")
     source = pa.concat_tables([with_delete_flag(publish, spec, delete=False), tombstones(absent, spec)])
     outcome = store.merge(spec, source, commit_info)
+    runs = chosen.add_column(0, "feed", pa.array([landing.feed.name] * chosen.num_rows, pa.string()))
+    runs_outcome = store.merge(PUBLICATION_RUNS, with_delete_flag(runs, PUBLICATION_RUNS, False), commit_info)
     published = [f"{day} {run}" for day, run in accepted.items()]
-    return Applied(landing.feed.name, landing.num_rows, outcome, published, stale)
+    return Applied(landing.feed.name, landing.num_rows, outcome, published, stale, runs_outcome)
 
 
 def _dates_predicate(dates: list[dt.date]) -> str:
@@ -128,17 +144,18 @@ def _dates_predicate(dates: list[dt.date]) -> str:
 
 
 def _held_ranks(store: DeltaRsStore, landing: LandingFile, dates: list[dt.date]) -> dict[dt.date, int]:
-    """The rank of the run held for each of ``dates`` (all rows of a held date share one run)."""
-    spec = SUBSTRATE[landing.feed.name]
-    held = store.read_arrow(spec, where=_dates_predicate(dates), columns=["settlement_date", "run_type"])
-    held = held.filter(pc.is_in(held.column("settlement_date"), pa.array(dates, pa.date32())))
-    pairs = held.group_by(["settlement_date", "run_type"], use_threads=False).aggregate([])
-    ranks: dict[dt.date, int] = {}
-    for day, run in zip(
-        pairs.column("settlement_date").to_pylist(), pairs.column("run_type").to_pylist(), strict=True
-    ):
-        ranks[day] = max(ranks.get(day, -1), RUN_RANK[run])
-    return ranks
+    """The rank of the run held for each of ``dates`` that has one (from ``publication_runs``)."""
+    store.ensure_table(PUBLICATION_RUNS)
+    held = store.read_arrow(PUBLICATION_RUNS).filter(
+        (pc.field("feed") == landing.feed.name)
+        & pc.field("settlement_date").isin(pa.array(dates, pa.date32()))
+    )
+    return {
+        day: RUN_RANK[run]
+        for day, run in zip(
+            held.column("settlement_date").to_pylist(), held.column("run_type").to_pylist(), strict=True
+        )
+    }
 
 
 def _check_no_overlap(store: DeltaRsStore, landing: LandingFile, rule: Overlap) -> None:

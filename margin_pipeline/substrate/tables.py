@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from margin_pipeline.contracts.feeds import FEEDS
+from margin_pipeline.contracts.feeds import FEEDS, Feed, Kind
 from margin_pipeline.store import TableSpec
 
 #: Reference feeds first, so one batch lands reference data before the facts that use it.
@@ -18,14 +18,39 @@ INGEST_ORDER: tuple[str, ...] = (
     "settlement_volumes",
 )
 
-SUBSTRATE: dict[str, TableSpec] = {
-    name: TableSpec(
-        name=f"substrate/{name}",
-        schema=FEEDS[name].arrow_schema,
-        key=FEEDS[name].key,
-        partition_by=FEEDS[name].partition_by,
-    )
-    for name in INGEST_ORDER
+#: The substrate table holding the run of every published date of the publication feeds.
+RUNS = "publication_runs"
+
+#: The run held for each date of a publication feed (``settlement_volumes``, ``prices``): one row
+#: per (feed, settlement_date). The run is held here rather than on every row of the feed's own
+#: table so that a later run whose values are unchanged (most of a restatement: R1 changes ~4% of
+#: a date's kWh, RF ~0.1%) rewrites one row here instead of every row of the date, and emits
+#: change-feed rows only for the values that really changed.
+PUBLICATION_RUNS = TableSpec(
+    name=f"substrate/{RUNS}",
+    schema=pa.schema(
+        [
+            pa.field("feed", pa.string(), nullable=False),
+            pa.field("settlement_date", pa.date32(), nullable=False),
+            pa.field("run_type", pa.string(), nullable=False),
+        ]
+    ),
+    key=("feed", "settlement_date"),
+)
+
+
+def _feed_table(feed: Feed) -> TableSpec:
+    """A feed's substrate table: its columns, less ``run_type`` for a publication feed (held in
+    :data:`PUBLICATION_RUNS`)."""
+    schema = feed.arrow_schema
+    if feed.kind is Kind.PUBLICATION:
+        schema = schema.remove(schema.get_field_index("run_type"))
+    return TableSpec(f"substrate/{feed.name}", schema, feed.key, feed.partition_by)
+
+
+#: Every substrate table by name: one per landing feed (in ingest order), then the publication runs.
+SUBSTRATE: dict[str, TableSpec] = {name: _feed_table(FEEDS[name]) for name in INGEST_ORDER} | {
+    RUNS: PUBLICATION_RUNS
 }
 
 #: One row per landing file handled: what happened to it and why.

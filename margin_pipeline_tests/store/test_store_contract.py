@@ -164,3 +164,39 @@ def test_control_table_reads_bounds_and_replace(impl: DeltaStore) -> None:
     impl.replace(SPEC, rows(("c", D1, 3.0, "only")))
     assert impl.read_arrow(SPEC).to_pylist() == [{"meter": "c", "day": D1, "kwh": 3.0, "note": "only"}]
     assert impl.column_bounds(SPEC, "day") == (D1, D1)
+
+
+def test_update_sets_a_column_in_one_marked_commit_with_a_change_feed(impl: DeltaStore, spark) -> None:
+    before = impl.merge(SPEC, upsert(("a", D1, 1.0, "x"), ("b", D1, 2.0, "y"), ("c", D2, 3.0, "x"))).version
+    outcome = impl.update(SPEC, {"note": "'z'"}, "day = '2025-10-01' AND note <> 'z'", {"marker": "yes"})
+    assert (outcome.version, outcome.updated) == (before + 1, 2)
+    assert snapshot(impl, spark) == {("a", D1): (1.0, "z"), ("b", D1): (2.0, "z"), ("c", D2): (3.0, "x")}
+    assert change_rows(impl, spark, before, outcome.version) == [
+        ("update_postimage", "a", D1, 1.0),
+        ("update_postimage", "b", D1, 2.0),
+        ("update_preimage", "a", D1, 1.0),
+        ("update_preimage", "b", D1, 2.0),
+    ]
+    [commit] = impl.history(SPEC, limit=1)
+    assert (commit["operation"], commit["marker"]) == ("UPDATE", "yes")
+    # Nothing matches any more: no commit.
+    again = impl.update(SPEC, {"note": "'z'"}, "day = '2025-10-01' AND note <> 'z'", {"marker": "yes"})
+    assert again == MergeOutcome(version=outcome.version)
+
+
+def test_update_matching_sets_every_matching_row_from_its_source_row(impl: DeltaStore, spark) -> None:
+    before = impl.merge(SPEC, upsert(("a", D1, 1.0, "x"), ("b", D1, 2.0, "x"), ("c", D2, 3.0, "x"))).version
+    # One source row per day, each matching every meter of its day; kwh doubles on D1, D2 unchanged.
+    factors = pa.table({"day": pa.array([D1, D2], pa.date32()), "factor": [2.0, 1.0]})
+    outcome = impl.update_matching(SPEC, factors, ("day",), {"kwh": "t.kwh * s.factor"}, {"marker": "m"})
+    assert (outcome.version, outcome.updated) == (before + 1, 2)
+    assert snapshot(impl, spark) == {("a", D1): (2.0, "x"), ("b", D1): (4.0, "x"), ("c", D2): (3.0, "x")}
+    assert [c for c in change_rows(impl, spark, before, outcome.version) if c[0] == "update_postimage"] == [
+        ("update_postimage", "a", D1, 2.0),
+        ("update_postimage", "b", D1, 4.0),
+    ]
+    # Nothing would change: no commit.
+    same = pa.table({"day": pa.array([D1], pa.date32()), "factor": [1.0]})
+    assert impl.update_matching(SPEC, same, ("day",), {"kwh": "t.kwh * s.factor"}) == MergeOutcome(
+        version=outcome.version
+    )

@@ -58,3 +58,22 @@ def test_agreement_change_touches_only_the_days_it_alters(spark, case: str) -> N
     rows, expected = CASES[case]
     ranges = agreement_changes(spark.createDataFrame(rows, SCHEMA)).collect()
     assert sorted((r["account_id"], r["first"], r["last"]) for r in ranges) == expected
+
+
+@pytest.mark.parametrize(
+    ("after", "up_to", "skipped", "ranges"),
+    [
+        (3, 9, [], [(3, 9)]),
+        (3, 9, [5], [(3, 4), (5, 9)]),
+        (3, 9, [4, 5], [(5, 9)]),
+        (3, 9, [9], [(3, 8)]),
+        (3, 9, [4, 6, 9], [(4, 5), (6, 8)]),
+        (3, 4, [4], []),
+    ],
+)
+def test_version_ranges_leave_out_the_skipped_commits(after, up_to, skipped, ranges) -> None:
+    from margin_pipeline.streams.shared.runner import version_ranges
+
+    assert version_ranges(after, up_to, skipped) == ranges
+    covered = {v for a, b in ranges for v in range(a + 1, b + 1)}
+    assert covered == set(range(after + 1, up_to + 1)) - set(skipped)

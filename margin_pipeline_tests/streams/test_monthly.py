@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from margin_pipeline.gold import MONTHLY_MARGIN
+from margin_pipeline.gold import MONTHLY_MARGIN, SETTLEMENT_COST_HH
 from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
 from margin_pipeline.streams.monthly.assets import monthly_day_ledger
 from margin_pipeline.streams.monthly.margin import monthly_margin_asset
@@ -100,3 +100,77 @@ def test_month_switching_tariff_is_mixed(publish, materialize, store) -> None:
     [row] = read(store, MONTHLY_MARGIN)
     assert (row["account_id"], row["billing_grain"], row["days_supplied"]) == ("ACC1", "MIXED", 2)
     assert row["revenue_gbp"] == pytest.approx(146 / 105 + 171 / 105, abs=1e-9)
+
+
+def test_restatement_with_unchanged_values_moves_only_the_run(publish, materialize, store) -> None:
+    """A later run with identical kWh (here RF -> DF) changes one row of publication_runs. settlement
+    and the ledger re-stamp their rows of the date in place; the ledger and hh_margin leave the cost
+    re-stamp out of the change feed they read, so nothing is recomputed downstream of the run."""
+    from margin_pipeline.reconciled.assets import hh_margin_asset
+    from margin_pipeline.streams.monthly.tables import DAY_LEDGER
+
+    publish(FEEDS)
+    assert materialize([*STREAMS, hh_margin_asset]).success
+    ledger_before = {r["mpan_core"]: r for r in read(store, DAY_LEDGER)}
+    margin_before = read(store, MONTHLY_MARGIN)
+
+    publish({"settlement_volumes": csv(VOLUMES, *day_of(HH, "DF"), *day_of(FLAT, "DF"))})
+    result = materialize([*STREAMS, hh_margin_asset])
+    assert result.success
+
+    cost = metadata_of(result, ["gold", "settlement_cost_hh"])
+    assert cost["change_feed_rows_by_source"] == {"publication_runs": 2}
+    assert (cost["rows_inserted"], cost["rows_updated"], cost["rows_deleted"]) == (0, 96, 0)
+    assert cost["keys_recomputed"] == 0
+    assert metadata_of(result, ["gold", "hh_revenue"])["mode"] == "skipped (no changes)"
+    ledger = metadata_of(result, ["silver", "monthly_day_ledger"])
+    assert ledger["run_restamp_commits_skipped"] == {"settlement_cost_hh": 1}
+    assert ledger["change_feed_rows_by_source"] == {"publication_runs": 2, "settlement_cost_hh": 0}
+    assert (ledger["keys_recomputed"], ledger["rows_updated"]) == (0, 2)
+    margin = metadata_of(result, ["gold", "hh_margin"])
+    assert margin["run_restamp_commits_skipped"] == {"settlement_cost_hh": 1}
+    assert (margin["change_feed_rows_read"], margin["rows_updated"]) == (0, 0)
+
+    assert {r["run_type"] for r in read(store, SETTLEMENT_COST_HH)} == {"DF"}
+    ledger_after = {r["mpan_core"]: r for r in read(store, DAY_LEDGER)}
+    assert ledger_after == {m: {**r, "run_type": "DF"} for m, r in ledger_before.items()}
+    # DF is final like RF: monthly_margin reads the ledger's re-stamp and rewrites nothing.
+    assert metadata_of(result, ["gold", "monthly_margin"])["rows_updated"] == 0
+    assert read(store, MONTHLY_MARGIN) == margin_before
+
+
+def test_restated_price_is_added_to_the_ledger_tallies_without_reading_half_hours(
+    publish, materialize, store
+) -> None:
+    """A new price for one half hour changes that half hour's cost for both meters. The ledger adds
+    the cost change feed's differences to the two days' tallies: it reads no half-hourly table,
+    only the feed and its own two rows, and ends where a full recompute would."""
+    from margin_pipeline.streams.monthly.tables import DAY_LEDGER
+
+    publish(FEEDS)
+    assert materialize(STREAMS).success
+    before = {r["mpan_core"]: r for r in read(store, DAY_LEDGER)}
+    prices = [f"{DAY},{p},DF,{60.0 if p == 20 else 50.0}" for p in range(1, 49)]
+    publish({"prices": csv("settlement_date,settlement_period,run_type,price_gbp_per_mwh", *prices)})
+    result = materialize(STREAMS)
+    assert result.success
+
+    ledger = metadata_of(result, ["silver", "monthly_day_ledger"])
+    # One cost row per meter updated (pre- and post-image), plus the date's run moving RF -> DF.
+    assert ledger["change_feed_rows_by_source"]["settlement_cost_hh"] == 4
+    assert set(ledger["snapshot_rows_by_source"]) == {
+        "metering_points",
+        "supply_agreements",
+        "tariffs",
+        "tariff_rates",
+        "publication_runs",
+        DAY_LEDGER.name,
+    }
+    assert ledger["snapshot_rows_by_source"][DAY_LEDGER.name] == 2
+    after = {r["mpan_core"]: r for r in read(store, DAY_LEDGER)}
+    # Period 20: 0.1 kWh x (60 - 50) GBP/MWh / 1000 = 0.001 GBP more, on each meter's day.
+    for mpan in (HH, FLAT):
+        assert after[mpan]["cost_gbp"] == pytest.approx(before[mpan]["cost_gbp"] + 0.001, abs=1e-12)
+        assert after[mpan]["cost_periods"] == 48
+        assert after[mpan]["cost_through"] > before[mpan]["cost_through"]
+        assert after[mpan]["volumes_through"] == before[mpan]["volumes_through"]

@@ -96,11 +96,43 @@ def test_restatement_updates_only_changed_rows(publish, materialize, store) -> N
     result = materialize([settlement_cost_hh])
     meta = metadata_of(result, ["gold", "settlement_cost_hh"])
     assert meta["mode"] == "incremental"
-    # Every row's run_type moved SF -> R1, so all 48 rows update; no inserts or deletes.
+    # The substrate emits the one changed volume (pre- and post-image) and the date's new run, not
+    # the 47 unchanged rows; the stream reads those two change feeds, and 48 + 1 runs + 0 others.
+    assert meta["change_feed_rows_by_source"] == {"settlement_volumes": 2, "publication_runs": 2}
+    # Every row's run_type moved SF -> R1, so all 48 rows update: period 35 by the MERGE (with its
+    # new cost), the other 47 re-stamped in place by one commit marked as a run re-stamp.
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 48, 0)
-    r = row(read(store, SETTLEMENT_COST_HH), 35)
-    assert r["run_type"] == "R1"
+    merge, restamp = reversed(store.history(SETTLEMENT_COST_HH, limit=2))
+    assert merge["operation"] == "MERGE" and merge.get("margin_pipeline.change") is None
+    assert restamp["operation"] == "UPDATE" and restamp["margin_pipeline.change"] == "run_type"
+    assert restamp["operationMetrics"]["num_updated_rows"] == 47
+    rows = read(store, SETTLEMENT_COST_HH)
+    assert {r["run_type"] for r in rows} == {"R1"}
+    r = row(rows, 35)
     assert r["energy_cost_gbp"] == pytest.approx(0.5 * 1.05 / 1000 * 80, abs=1e-12)
+
+
+def test_restated_price_reprices_its_half_hour_in_place(publish, materialize, store) -> None:
+    publish(BASE)
+    assert materialize([settlement_cost_hh]).success
+    before = read(store, SETTLEMENT_COST_HH)
+    publish({"prices": csv(PRICES, *prices_of(DAY, "R1", {35: 80.0, 36: 90.0}))})
+    result = materialize([settlement_cost_hh])
+    meta = metadata_of(result, ["gold", "settlement_cost_hh"])
+    # Period 36's price moved 50 -> 90: its cost row is re-priced from its own kwh_gsp and
+    # non-energy cost. No volume is read (no snapshot of settlement_volumes, no keys recomputed).
+    assert "settlement_volumes" not in meta["snapshot_rows_by_source"]
+    assert meta["keys_recomputed"] == 0
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 1, 0)
+    after = read(store, SETTLEMENT_COST_HH)
+    old, new = row(before, 36), row(after, 36)
+    # kwh_gsp = 0.1 x 1.05 = 0.105; energy = 0.105 / 1000 x 90
+    assert new["energy_cost_gbp"] == pytest.approx(0.105 / 1000 * 90, abs=1e-12)
+    assert new["non_energy_cost_gbp"] == old["non_energy_cost_gbp"]
+    assert new["total_cost_gbp"] == pytest.approx(
+        new["energy_cost_gbp"] + old["non_energy_cost_gbp"], abs=1e-12
+    )
+    assert {r["settlement_period"] for r in after if r != row(before, r["settlement_period"])} == {36}
 
 
 def test_waiting_rows_are_computed_when_prices_arrive(publish, materialize, store) -> None:

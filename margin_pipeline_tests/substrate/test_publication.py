@@ -1,6 +1,9 @@
 """Publication semantics of settlement_volumes and prices (contracts.md): the rows of one
 (settlement_date, run_type) in a file are a complete publication for that date; a rank at or above
-what is held replaces the date with minimal change-feed rows; a lower rank is stale and ignored."""
+what is held replaces the date with minimal change-feed rows; a lower rank is stale and ignored.
+
+The run held for a date is in ``substrate/publication_runs``; :func:`held` joins it back onto the
+feed's rows, so the assertions read as the contract states them."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from margin_pipeline.contracts.calendar import periods_in_day
 from margin_pipeline.contracts.feeds import FEEDS
 from margin_pipeline.contracts.mpan import with_check_digit
 from margin_pipeline.substrate.ingest import FileOutcome, ingest
-from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.substrate.tables import PUBLICATION_RUNS, SUBSTRATE
 
 A = with_check_digit("120000000000")
 B = with_check_digit("130000000000")
@@ -68,8 +71,18 @@ def publish(data_root, store, drop):
 
 
 def held(store, feed: str) -> dict[tuple, dict]:
+    """The feed's rows with the run held for their date."""
     spec = SUBSTRATE[feed]
-    return {tuple(r[k] for k in spec.key): r for r in store.read_arrow(spec).to_pylist()}
+    runs = held_runs(store, feed)
+    return {
+        tuple(r[k] for k in spec.key): {**r, "run_type": runs[r["settlement_date"]]}
+        for r in store.read_arrow(spec).to_pylist()
+    }
+
+
+def held_runs(store, feed: str) -> dict[dt.date, str]:
+    rows = store.read_arrow(PUBLICATION_RUNS).to_pylist()
+    return {r["settlement_date"]: r["run_type"] for r in rows if r["feed"] == feed}
 
 
 def changes_since(store, feed: str, version: int) -> list[dict]:
@@ -118,21 +131,28 @@ def test_higher_run_replaces_the_date_and_leaves_other_dates_alone(store, publis
     version = store.version(SUBSTRATE[feed])
     d2_before = rows_on(store, feed, D2)
 
+    runs_version = store.version(PUBLICATION_RUNS)
+
     outcome = publish(feed, day_rows(feed, D1, "R1", changed={1: 7.0, 2: 8.0}))
 
     assert outcome.status == "applied"
     assert outcome.applied.publications == ["2025-10-01 R1"]
-    n = 96 if feed == "settlement_volumes" else 48
-    # Every held row of D1 changes: its run_type moves to R1 (and two values change too).
-    assert counts(outcome) == (0, n, 0)
+    # Only the two changed values update; the run moves in publication_runs, one row for the date.
+    assert counts(outcome) == (0, 2, 0)
     feed_rows = changes_since(store, feed, version)
-    assert kinds(feed_rows) == {"update_preimage": n, "update_postimage": n}
+    assert kinds(feed_rows) == {"update_preimage": 2, "update_postimage": 2}
     assert {r["settlement_date"] for r in feed_rows} == {D1}
     post = {
         r["settlement_period"]: r for r in of_a(feed_rows, feed) if r["_change_type"] == "update_postimage"
     }
     assert post[1][VALUE[feed]] == 7.0
-    assert post[1]["run_type"] == "R1"
+    runs = store.read_changes_arrow(PUBLICATION_RUNS, runs_version, store.version(PUBLICATION_RUNS))
+    assert sorted(
+        (r["_change_type"], r["feed"], r["settlement_date"], r["run_type"]) for r in runs.to_pylist()
+    ) == [
+        ("update_postimage", feed, D1, "R1"),
+        ("update_preimage", feed, D1, "SF"),
+    ]
     d1 = rows_on(store, feed, D1)
     assert {r["run_type"] for r in d1.values()} == {"R1"}
     assert sorted(r[VALUE[feed]] for r in d1.values())[-2:] == [7.0, 8.0]
@@ -162,6 +182,7 @@ def test_identical_redelivery_is_a_no_op(store, publish, feed):
     publish(feed, day_rows(feed, D1, "R2", value=3.25))
     spec = SUBSTRATE[feed]
     version, history, before = store.version(spec), len(store.history(spec)), held(store, feed)
+    runs_version = store.version(PUBLICATION_RUNS)
 
     outcome = publish(feed, day_rows(feed, D1, "R2", value=3.25))
 
@@ -169,9 +190,25 @@ def test_identical_redelivery_is_a_no_op(store, publish, feed):
     assert counts(outcome) == (0, 0, 0)
     assert outcome.applied.publications == ["2025-10-01 R2"]
     assert store.version(spec) == version
+    assert store.version(PUBLICATION_RUNS) == runs_version
     assert len(store.history(spec)) == history
     assert changes_since(store, feed, version) == []
     assert held(store, feed) == before
+
+
+@pytest.mark.parametrize("feed", FEED_NAMES)
+def test_higher_run_with_identical_values_moves_only_the_run(store, publish, feed):
+    publish(feed, day_rows(feed, D1, "SF", value=3.25))
+    spec = SUBSTRATE[feed]
+    version = store.version(spec)
+
+    outcome = publish(feed, day_rows(feed, D1, "R1", value=3.25))
+
+    assert outcome.status == "applied"
+    assert counts(outcome) == (0, 0, 0)
+    assert store.version(spec) == version
+    assert outcome.applied.runs.updated == 1
+    assert held_runs(store, feed) == {D1: "R1"}
 
 
 @pytest.mark.parametrize("feed", FEED_NAMES)
@@ -264,16 +301,16 @@ def test_mpan_missing_from_a_higher_run_is_deleted_for_that_date_only(store, pub
     outcome = publish(feed, day_rows(feed, D1, "R1", changed={5: 0.0, 6: 4.5}, mpans=(A, C)))
 
     assert outcome.status == "applied"
-    assert counts(outcome) == (48, 48, 48)
+    assert counts(outcome) == (48, 2, 48)
     feed_rows = changes_since(store, feed, version)
     by_kind = {
         kind: {r["mpan_core"] for r in feed_rows if r["_change_type"] == kind} for kind in kinds(feed_rows)
     }
     assert by_kind == {"update_preimage": {A}, "update_postimage": {A}, "delete": {B}, "insert": {C}}
-    assert kinds(feed_rows) == {"update_preimage": 48, "update_postimage": 48, "delete": 48, "insert": 48}
+    assert kinds(feed_rows) == {"update_preimage": 2, "update_postimage": 2, "delete": 48, "insert": 48}
     assert {r["settlement_date"] for r in feed_rows} == {D1}
     deleted = [r for r in feed_rows if r["_change_type"] == "delete"]
-    assert {(r["run_type"], r["kwh"]) for r in deleted} == {("SF", 1.0)}  # the delete carries the held row
+    assert {r["kwh"] for r in deleted} == {1.0}  # the delete carries the held row
 
     d1 = rows_on(store, feed, D1)
     assert {k[0] for k in d1} == {A, C}

@@ -318,11 +318,16 @@ def _check_scope(spark: SparkSession, store: DeltaRsStore, plan: MarginPlan) -> 
 def combine(plan: MarginPlan, months: list[MonthResult]) -> dict[str, Any]:
     """The plan's figures plus what every month read and wrote: the stream's usual metadata."""
     meta = dict(plan.metadata)
-    snapshot_rows = meta["snapshot_rows_read"] + sum(sum(m.rows_read.values()) for m in months)
+    by_source = dict(meta.get("snapshot_rows_by_source") or {})
+    for month in months:
+        for name, rows in month.rows_read.items():
+            by_source[name] = by_source.get(name, 0) + rows
+    snapshot_rows = sum(by_source.values())
     read = snapshot_rows + meta["change_feed_rows_read"]
     full = meta["full_rescan_rows"]
     meta.update(
         snapshot_rows_read=snapshot_rows,
+        snapshot_rows_by_source=by_source,
         rows_read=read,
         rows_read_pct_of_full=round(100.0 * read / full, 3) if full else 0.0,
         keys_recomputed=sum(m.keys for m in months),

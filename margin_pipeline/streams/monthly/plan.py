@@ -2,32 +2,56 @@
 
 The ledger consumes the substrate and the two upstream published tables
 (``settlement_cost_hh``, ``hh_revenue``) through their change feeds at MPAN-day
-grain; ``gold/monthly_margin`` (:mod:`.margin`) consumes the ledger's change feed
-at account x month grain, one step per affected month.
+grain. It keeps per day the count and sum of the day's half-hourly rows in each,
+so a run adds the feeds' differences to the tallies it holds rather than
+re-reading every half hour of the days it touches (a restated price alone touches
+every MPAN of its date); reference changes (agreements, tariffs, rates, metering
+points) re-derive the days they touch from the tallies. ``gold/monthly_margin``
+(:mod:`.margin`) consumes the ledger's change feed at account x month grain, one
+step per affected month.
 """
 
+import datetime as dt
+
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
 from margin_pipeline.operations.quality import LEDGER_CHECKS
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
-from margin_pipeline.streams.monthly.rules import DAY, day_ledger
+from margin_pipeline.streams.monthly.rules import (
+    DAY,
+    TALLY_OF,
+    add_tallies,
+    day_ledger,
+    tallies,
+    tally_changes,
+)
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.fanout import supply_ranges
-from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun
+from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun, dates_in, volume_runs
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
-from margin_pipeline.streams.shared.volumes import volumes_in_ranges, volumes_of_mpans
-from margin_pipeline.substrate.tables import SUBSTRATE
+from margin_pipeline.streams.shared.volumes import in_ranges, range_predicate
+from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
 
+FAR_PAST = dt.date(1900, 1, 1)  # before any settlement date
 STREAM = "monthly"
 LEDGER_WATERMARK = "monthly.day_ledger"
 LEDGER_SOURCES = [
     *(
         Source(name, SUBSTRATE[name])
-        for name in ("settlement_volumes", "metering_points", "supply_agreements", "tariffs", "tariff_rates")
+        for name in (
+            "settlement_volumes",
+            RUNS,
+            "metering_points",
+            "supply_agreements",
+            "tariffs",
+            "tariff_rates",
+        )
     ),
-    Source("settlement_cost_hh", SETTLEMENT_COST_HH, pinned_by_substrate=False),
+    # The ledger takes a date's run from publication_runs, so the cost re-stamps are not read.
+    Source("settlement_cost_hh", SETTLEMENT_COST_HH, pinned_by_substrate=False, skip_run_restamps=True),
     Source("hh_revenue", HH_REVENUE, pinned_by_substrate=False),
 ]
 
@@ -37,34 +61,46 @@ def plan_ledger(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     metering_points = run.snapshot("metering_points")
     agreements = run.snapshot("supply_agreements")
     tariffs = run.snapshot("tariffs")
-    days = None if run.full else _affected_days(run, metering_points, agreements)
-    volumes = run.rows_for("settlement_volumes", days, DAY)
-    bounds = date_bounds(volumes)
+    if run.full:
+        tallied = tallies({name: (run.snapshot(name), run.targets[name]) for name in TALLY_OF})
+        days = None
+    else:
+        changes = {name: c for name in TALLY_OF if (c := run.changes(name)) is not None}
+        days = _touched_days(run, changes, metering_points, agreements)
+        held = run.output_rows(DAY_LEDGER, dates_in(days)).join(days, DAY, "left_semi").cache()
+        tallied = add_tallies(held, tally_changes(changes, held)).cache()
+    bounds = date_bounds(tallied)
     if bounds is None:
         return run.empty(DAY_LEDGER), days
     rates = run.snapshot("tariff_rates", where=validity_overlaps(*bounds))
-    costs = run.rows_for("settlement_cost_hh", days, DAY)
-    revenue = run.rows_for("hh_revenue", days, DAY)
-    ledger = day_ledger(volumes, metering_points, agreements, tariffs, rates, costs, revenue, bounds)
+    ledger = day_ledger(tallied, metering_points, agreements, tariffs, rates, volume_runs(run), bounds)
     return ledger, days
 
 
-def _affected_days(run: StreamRun, metering_points: DataFrame, agreements: DataFrame) -> DataFrame:
-    parts = [
-        changed_keys(changes, DAY)
-        for name in ("settlement_volumes", "settlement_cost_hh", "hh_revenue")
-        if (changes := run.changes(name)) is not None
-    ]
+def _touched_days(
+    run: StreamRun, changes: dict[str, DataFrame], metering_points: DataFrame, agreements: DataFrame
+) -> DataFrame:
+    """Days with half-hourly changes, and held days whose supply, tariff, rates or metering point changed."""
+    parts = [changed_keys(c, DAY) for c in changes.values()]
     ranges = supply_ranges(run, metering_points, agreements)
-    parts += [volumes_in_ranges(run, r).select(*DAY) for r in ranges]
-    if (changes := run.changes("metering_points")) is not None:
-        mpans = changed_keys(changes, ["mpan_core"])
-        parts.append(volumes_of_mpans(run, mpans).select(*DAY))
+    if (changes := run.changes("metering_points")) is not None:  # a new group: other rates
+        every_day = (F.lit(FAR_PAST).alias("first"), F.lit(None).cast("date").alias("last"))
+        ranges.append(changed_keys(changes, ["mpan_core"]).select("mpan_core", *every_day))
+    for r in ranges:
+        if (where := range_predicate(r)) is not None:
+            parts.append(in_ranges(run.output_rows(DAY_LEDGER, where), r).select(*DAY))
     if not parts:
         return run.empty(DAY_LEDGER).select(*DAY)
     return union_all(parts).distinct().cache()
 
 
 LEDGER = StreamOutput(
-    STREAM, DAY_LEDGER, LEDGER_SOURCES, plan_ledger, MonthlyProfile, LEDGER_WATERMARK, checks=LEDGER_CHECKS
+    STREAM,
+    DAY_LEDGER,
+    LEDGER_SOURCES,
+    plan_ledger,
+    MonthlyProfile,
+    LEDGER_WATERMARK,
+    checks=LEDGER_CHECKS,
+    in_place=(StreamRun.restamp_runs,),
 )

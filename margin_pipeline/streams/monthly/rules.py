@@ -1,13 +1,18 @@
 """Monthly margin, as pure DataFrame functions (contracts.md, ``monthly_margin``).
 
-Two steps. The *day ledger* holds, per supplied MPAN-day with volumes, its meter
-kWh, revenue, cost, run type and whether it *contributes* (revenue and cost both
-computable for every period of the day):
+Two steps. The *day ledger* holds, per MPAN-day with half-hourly rows, the tallies of
+those rows (count and sum per source: volumes kWh, settlement cost, hh_revenue), the
+supply (account, tariff, billing grain), the run type and whether the day *contributes*
+(volumes present, revenue and cost both computable for every period of the day):
 
-    revenue on HH-tariff days      = sum of hh_revenue over the day (all N(d) periods present)
+    cost                           = total cost over the day, when all N(d) periods are costed
+    revenue on HH-tariff days      = hh_revenue over the day, when all N(d) periods are present
     revenue on MONTHLY-tariff days = kWh x unit rate / 100 / 1.05 + standing / 100 / 1.05,
                                      both from the (tariff, gsp_group) row valid at local midnight
-    cost                           = sum of settlement_cost_hh total_cost_gbp (all N(d) periods present)
+
+A full rebuild tallies the tables (:func:`tallies`); a run adds the change feeds'
+differences to the tallies it holds (:func:`tally_changes`, :func:`add_tallies`); both
+then derive the rest the same way (:func:`day_ledger`).
 
 The *margin* sums contributing days per account and calendar month; ``days_supplied``
 counts them; ``billing_grain`` is HH / MONTHLY when all share it, else MIXED;
@@ -19,26 +24,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.contracts.feeds import FINAL_RUN_TYPES
+from margin_pipeline.store.base import CHANGE_TYPE, COMMIT_VERSION
+from margin_pipeline.streams.monthly.tables import DAY_LEDGER, TALLIES, THROUGH
 from margin_pipeline.streams.shared.calendar import month_start, periods_in_day
-from margin_pipeline.streams.shared.tariffs import daily_rates, pence_ex_vat_to_gbp, supplied
+from margin_pipeline.streams.shared.tariffs import daily_rates, pence_ex_vat_to_gbp
 
 DAY = ["mpan_core", "settlement_date"]
-LEDGER_COLUMNS = (
-    "mpan_core",
-    "settlement_date",
-    "account_id",
-    "tariff_code",
-    "billing_grain",
-    "run_type",
-    "kwh",
-    "revenue_gbp",
-    "cost_gbp",
-    "contributes",
-)
+LEDGER_COLUMNS = tuple(DAY_LEDGER.schema.names)
 MARGIN_COLUMNS = (
     "account_id",
     "month",
@@ -50,56 +46,136 @@ MARGIN_COLUMNS = (
     "margin_gbp",
     "final",
 )
+#: Per source: (count column, sum column, the half-hourly value summed, tallied-through column).
+TALLY_OF = {
+    "settlement_volumes": ("volume_periods", "kwh", "kwh", "volumes_through"),
+    "settlement_cost_hh": ("cost_periods", "cost_total_gbp", "total_cost_gbp", "cost_through"),
+    "hh_revenue": ("hh_revenue_periods", "hh_revenue_total_gbp", "revenue_gbp", "hh_revenue_through"),
+}
+TALLY_COLUMNS = (*TALLIES, *THROUGH)
+NOTHING_YET = -1  # tallied through no version of a source
 
 
-def complete_sum(rows: DataFrame, value: str, name: str) -> DataFrame:
-    """Per MPAN-day, the sum of ``value`` when all N(d) periods are present (else no row)."""
-    return (
-        rows.groupBy(*DAY)
-        .agg(F.sum(value).alias(name), F.count(F.lit(1)).alias("_periods"))
-        .where(F.col("_periods") == periods_in_day(F.col("settlement_date")))
-        .drop("_periods")
+def _tally(rows: DataFrame, source: str, sign: Column, through: Column) -> DataFrame:
+    count, total, value, version = TALLY_OF[source]
+    return rows.groupBy(*DAY).agg(
+        F.sum(sign).cast("long").alias(count),
+        F.sum(sign * F.col(value)).alias(total),
+        F.max(through).cast("long").alias(version),
     )
 
 
+def _combine(parts: list[DataFrame]) -> DataFrame:
+    """Full outer join of per-day tallies on the day; an absent tally is 0 through no version."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.join(part, DAY, "full_outer")
+    types = {n: "double" if n in TALLIES and not n.endswith("_periods") else "long" for n in TALLY_COLUMNS}
+    zero = {n: 0.0 if types[n] == "double" else (NOTHING_YET if n in THROUGH else 0) for n in TALLY_COLUMNS}
+    for name in TALLY_COLUMNS:
+        if name not in out.columns:
+            out = out.withColumn(name, F.lit(zero[name]))
+    return out.fillna(zero).select(*DAY, *(F.col(n).cast(types[n]).alias(n) for n in TALLY_COLUMNS))
+
+
+def tallies(sources: dict[str, tuple[DataFrame, int]]) -> DataFrame:
+    """Per MPAN-day, the count and sum of its rows in each source (``TALLY_OF`` names them), from
+    ``{source: (rows at a version, that version)}``: tallied through that version."""
+    return _combine(
+        [_tally(rows, name, F.lit(1), F.lit(version)) for name, (rows, version) in sources.items()]
+    )
+
+
+def tally_changes(changes: dict[str, DataFrame], held: DataFrame) -> DataFrame | None:
+    """Per MPAN-day, what the change feeds add to the ``held`` tallies: an insert or post-image
+    counts +1 and adds its value, a delete or pre-image -1 and subtracts it. Only rows of commits
+    after the day's tallied-through version count (a replayed range adds nothing); the day is then
+    tallied through the last commit counted. None: no changes."""
+    adds = F.col(CHANGE_TYPE).isin("insert", "update_postimage")
+    sign = F.when(adds, F.lit(1)).otherwise(F.lit(-1))
+    parts = []
+    for name, rows in changes.items():
+        through = TALLY_OF[name][3]
+        new = rows.join(held.select(*DAY, through), DAY, "left").where(
+            F.col(COMMIT_VERSION) > F.coalesce(F.col(through), F.lit(NOTHING_YET))
+        )
+        parts.append(_tally(new, name, sign, F.col(COMMIT_VERSION)))
+    return _combine(parts) if parts else None
+
+
+def add_tallies(held: DataFrame, changes: DataFrame | None) -> DataFrame:
+    """``held`` tallies (a ledger's rows) plus the ``changes`` per day; days in either."""
+    held = held.select(*DAY, *TALLY_COLUMNS)
+    if changes is None:
+        return held
+
+    def side(alias: str, name: str, absent: int) -> Column:
+        return F.coalesce(F.col(f"{alias}.{name}"), F.lit(absent))
+
+    sums = [(side("h", n, 0) + side("c", n, 0)).alias(n) for n in TALLIES]
+    through = [F.greatest(side("h", n, NOTHING_YET), side("c", n, NOTHING_YET)).alias(n) for n in THROUGH]
+    return held.alias("h").join(changes.alias("c"), DAY, "full_outer").select(*DAY, *sums, *through)
+
+
 def day_ledger(
-    volumes: DataFrame,
+    tallied: DataFrame,
     metering_points: DataFrame,
     agreements: DataFrame,
     tariffs: DataFrame,
     tariff_rates: DataFrame,
-    costs: DataFrame,
-    hh_revenue: DataFrame,
+    runs: DataFrame,
     days: tuple[dt.date, dt.date],
 ) -> DataFrame:
-    """Ledger rows for the MPAN-days of ``volumes`` (all their periods) within ``days``."""
-    per_day = volumes.groupBy(*DAY).agg(F.sum("kwh").alias("kwh"), F.max("run_type").alias("run_type"))
-    per_day = per_day.join(metering_points.select("mpan_core", "gsp_group"), "mpan_core", "left")
-    ledger = supplied(per_day, agreements, tariffs)
+    """Ledger rows from per-day tallies within ``days``: a day none of whose sources has a row is
+    dropped; the supply, run, revenue, cost and whether the day contributes are derived."""
+    n = periods_in_day(F.col("settlement_date"))
+    held = tallied.where(
+        (F.col("volume_periods") != 0) | (F.col("cost_periods") != 0) | (F.col("hh_revenue_periods") != 0)
+    )
+    # A tally back at zero rows sums to exactly zero (not to a rounding residue).
+    for count, total, _value, _through in TALLY_OF.values():
+        held = held.withColumn(total, F.when(F.col(count) == 0, F.lit(0.0)).otherwise(F.col(total)))
+    held = held.join(metering_points.select("mpan_core", "gsp_group"), "mpan_core", "left")
+    held = _supply(held, agreements, tariffs)
     rates = daily_rates(tariff_rates, *days)
     keys = ["tariff_code", "gsp_group", "settlement_date"]
-    monthly_revenue = (
-        ledger.where(F.col("billing_grain") == "MONTHLY")
-        .join(rates, keys)
-        .select(
-            *DAY,
-            (
-                pence_ex_vat_to_gbp(F.col("kwh") * F.col("unit_rate_p_per_kwh"))
-                + pence_ex_vat_to_gbp(F.col("standing_charge_p_per_day"))
-            ).alias("monthly_revenue"),
-        )
+    monthly_revenue = pence_ex_vat_to_gbp(F.col("kwh") * F.col("unit_rate_p_per_kwh")) + pence_ex_vat_to_gbp(
+        F.col("standing_charge_p_per_day")
     )
-    hh = complete_sum(hh_revenue, "revenue_gbp", "hh_revenue")
-    cost = complete_sum(costs, "total_cost_gbp", "cost_gbp")
-    revenue = F.when(F.col("billing_grain") == "HH", F.col("hh_revenue")).otherwise(F.col("monthly_revenue"))
+    revenue = (
+        F.when(F.col("volume_periods") == 0, F.lit(None))
+        .when(
+            F.col("billing_grain") == "HH",
+            F.when(F.col("hh_revenue_periods") == n, F.col("hh_revenue_total_gbp")),
+        )
+        .when(F.col("billing_grain") == "MONTHLY", monthly_revenue)
+    )
+    cost = F.when(F.col("cost_periods") == n, F.col("cost_total_gbp"))
     return (
-        ledger.join(monthly_revenue, DAY, "left")
-        .join(hh, DAY, "left")
-        .join(cost, DAY, "left")
-        .withColumn("revenue_gbp", revenue)
-        .withColumn("contributes", F.col("revenue_gbp").isNotNull() & F.col("cost_gbp").isNotNull())
+        held.join(rates, keys, "left")
+        .join(runs.select("settlement_date", "run_type"), "settlement_date", "left")
+        .withColumn("revenue_gbp", revenue.cast("double"))
+        .withColumn("cost_gbp", cost)
+        .withColumn(
+            "contributes",
+            (F.col("volume_periods") > 0) & F.col("revenue_gbp").isNotNull() & F.col("cost_gbp").isNotNull(),
+        )
         .select(*LEDGER_COLUMNS)
     )
+
+
+def _supply(days: DataFrame, agreements: DataFrame, tariffs: DataFrame) -> DataFrame:
+    """``account_id, tariff_code, billing_grain`` of the agreement covering each day whose tariff is
+    known (agreements of one MPAN never overlap); all null otherwise."""
+    a = agreements.select("account_id", "mpan_core", "tariff_code", "supply_start", "supply_end")
+    a = a.join(tariffs.select("tariff_code", "billing_grain"), "tariff_code").alias("a")
+    d = days.alias("d")
+    covered = (
+        (F.col("d.mpan_core") == F.col("a.mpan_core"))
+        & (F.col("d.settlement_date") >= F.col("a.supply_start"))
+        & (F.col("a.supply_end").isNull() | (F.col("d.settlement_date") <= F.col("a.supply_end")))
+    )
+    return d.join(a, covered, "left").select("d.*", "a.account_id", "a.tariff_code", "a.billing_grain")
 
 
 def supplied_days(agreements: DataFrame, months: DataFrame) -> DataFrame:

@@ -32,6 +32,15 @@ OUTPUT_COLUMNS = (
 )
 
 
+#: A cost row re-priced in place when only its half hour's price changed (``t``: the row, ``s``: the
+#: new price): the arithmetic of :func:`settlement_cost` from the row's own ``kwh_gsp`` and
+#: ``non_energy_cost_gbp``, so no volume is read.
+REPRICED = {
+    "energy_cost_gbp": "t.kwh_gsp / 1000 * s.price_gbp_per_mwh",
+    "total_cost_gbp": "t.kwh_gsp / 1000 * s.price_gbp_per_mwh + t.non_energy_cost_gbp",
+}
+
+
 def band_contains(local_start: Column, band_start: Column, band_end: Column) -> Column:
     """Whether a period starting at ``local_start`` (HH:mm) is in the band ``[band_start, band_end)``.
 

@@ -30,9 +30,12 @@ def latest_state(changes: DataFrame, key: Sequence[str]) -> tuple[DataFrame, Dat
 
     Returns ``(alive, deleted_keys)``: rows whose last change leaves them present
     (with their values as of the range end), and keys whose last change deleted them.
-    Only valid for a complete change feed ``(watermark, N]``.
+    Only valid for a complete change feed ``(watermark, N]``. A RESTORE commit can delete a key
+    (from a file it removes) and insert it (from a file it re-adds): the insert is its state.
     """
-    last = Window.partitionBy(*key).orderBy(F.col(COMMIT_VERSION).desc())
+    last = Window.partitionBy(*key).orderBy(
+        F.col(COMMIT_VERSION).desc(), (F.col(CHANGE_TYPE) == "delete").asc()
+    )
     latest = (
         changes.where(F.col(CHANGE_TYPE) != "update_preimage")
         .withColumn("_rank", F.row_number().over(last))

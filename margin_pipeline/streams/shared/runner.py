@@ -23,23 +23,36 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from margin_pipeline.operations.quality import Check, CheckOutcome, CheckScope, run_checks
 from margin_pipeline.operations.rollback import Rollback, recover, rollback
-from margin_pipeline.store import MergeOutcome, StaleWatermarkError, TableSpec
+from margin_pipeline.store import ChangeFeed, MergeOutcome, StaleWatermarkError, TableSpec
 from margin_pipeline.store.base import DELETE_FLAG
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
 from margin_pipeline.streams.shared.watermarks import advance_watermarks, read_watermarks
+from margin_pipeline.substrate.tables import RUNS
 from margin_pipeline.substrate.versions import SubstratePin
+
+VOLUMES = "settlement_volumes"
 
 #: Watermark of a source that did not exist yet when it was consumed.
 BEFORE_FIRST_VERSION = -1
+#: Commit info marking an output commit that only re-stamps ``run_type`` (:meth:`StreamRun.restamp_runs`).
+RUN_RESTAMP = {"margin_pipeline.change": "run_type"}
 
 
 @dataclass(frozen=True)
 class Source:
-    """A table a stream reads. Substrate sources are pinned by N; others are read at their latest version."""
+    """A table a stream reads. Substrate sources are pinned by N; others are read at their latest version.
+
+    ``skip_run_restamps``: leave out of the change feed the source's commits that only re-stamp
+    ``run_type`` (marked :data:`RUN_RESTAMP`). A consumer that takes the run of a date from
+    ``publication_runs`` itself, or does not use it, would read those rows (every row of every
+    restated date) for nothing.
+    """
 
     name: str
     spec: TableSpec
     pinned_by_substrate: bool = True
+    skip_run_restamps: bool = False
 
 
 def source_targets(store: DeltaRsStore, sources: Sequence[Source], pin: SubstratePin) -> dict[str, int]:
@@ -67,6 +80,7 @@ class StreamRun:
     consume: bool = True
     rows_read: dict[str, int] = field(default_factory=dict)
     change_rows: dict[str, int] = field(default_factory=dict)
+    skipped_commits: dict[str, list[int]] = field(default_factory=dict)
     reason: str = ""
 
     def __post_init__(self) -> None:
@@ -103,13 +117,26 @@ class StreamRun:
             if up_to == after:
                 continue
             try:
-                feed = self.store.read_changes(self.spark, source.spec, max(after, -1), up_to)
+                feed = self._read_changes(source, max(after, -1), up_to)
             except StaleWatermarkError as exc:
                 self.reason = f"watermark older than retained history: {exc}"
                 self._changes.clear()
                 return
             self.change_rows[source.name] = feed.rows
             self._changes[source.name] = feed.frame
+
+    def _read_changes(self, source: Source, after: int, up_to: int) -> ChangeFeed:
+        """The change feed of ``(after, up_to]``, less the run re-stamps when the source skips them."""
+        if not source.skip_run_restamps:
+            return self.store.read_changes(self.spark, source.spec, after, up_to)
+        skipped = restamp_versions(self.store, source.spec, after, up_to)
+        if skipped:
+            self.skipped_commits[source.name] = skipped
+        feeds = [
+            self.store.read_changes(self.spark, source.spec, a, b)
+            for a, b in version_ranges(after, up_to, skipped)
+        ] or [self.store.read_changes(self.spark, source.spec, up_to, up_to)]
+        return ChangeFeed(union_all([f.frame for f in feeds]), sum(f.rows for f in feeds))
 
     def changes(self, name: str) -> DataFrame | None:
         """Change-feed rows of ``name`` in ``(watermark, pinned]``, or None when it did not change."""
@@ -142,6 +169,29 @@ class StreamRun:
         keys = keys.select(*on).distinct()
         return self.snapshot(name, where=_date_predicate(keys)).join(keys, list(on), "left_semi")
 
+    def output_rows(self, output: TableSpec, where: str) -> DataFrame:
+        """The current rows of this run's own ``output`` matching the SQL ``where`` (which also prunes
+        files); the rows of the files read count as rows read, under the output's name."""
+        self.rows_read[output.name] = self.rows_read.get(output.name, 0) + self.store.row_count(
+            output, None, where
+        )
+        return self.store.read(self.spark, output, where=where).where(where)
+
+    def rows_at_pin(self, name: str, keys: DataFrame, on: Sequence[str]) -> DataFrame:
+        """Rows of ``name`` at its pinned version for ``keys`` (matched on the full key ``on``).
+
+        A key the change feed touched takes its state from the feed (its last image; a key it
+        deleted has no row); only the other keys are read from the snapshot. For an output that
+        needs one row per key (not whole days), this reads the feed instead of its dates' partitions.
+        """
+        changes = self.changes(name)
+        if changes is None:
+            return self.rows_for(name, keys, on)
+        alive, _deleted = latest_state(changes, on)
+        touched = changed_keys(changes, on)
+        rest = self.rows_for(name, keys.join(touched, list(on), "left_anti"), on)
+        return alive.join(keys, list(on), "left_semi").unionByName(rest)
+
     def full_scan_rows(self) -> int:
         """Rows a full recompute reads: every source at its pinned version (from Delta statistics)."""
         total = 0
@@ -168,12 +218,40 @@ class StreamRun:
         tombstones = (
             gone.select(*key, *values).select(*output.schema.names).withColumn(DELETE_FLAG, F.lit(True))
         )
-        info = {
+        return self.store.merge(output, source.unionByName(tombstones), commit_info=self.commit_info())
+
+    def restamp_runs(self, output: TableSpec) -> MergeOutcome | None:
+        """Set ``run_type`` on ``output``'s rows of every date whose volumes run changed in this range.
+
+        The run of a date is the same for all its rows and nothing else about a row depends on it,
+        so the rows are updated in place (one commit per run, marked :data:`RUN_RESTAMP`), reading
+        no source rows. Rows the MERGE just wrote already carry the new run and are left alone.
+        """
+        if self.full or (changes := self.changes(RUNS)) is None:
+            return None
+        dates = changed_keys(changes.where(F.col("feed") == VOLUMES), ["settlement_date"])
+        held = volume_runs(self).join(dates, "settlement_date", "left_semi").collect()
+        by_run: dict[str, list[dt.date]] = {}
+        for row in held:
+            by_run.setdefault(row["run_type"], []).append(row["settlement_date"])
+        outcomes = [
+            self.store.update(
+                output,
+                {"run_type": f"'{run_type}'"},
+                f"{_in_dates(days)} AND run_type <> '{run_type}'",
+                {**self.commit_info(), **RUN_RESTAMP},
+            )
+            for run_type, days in sorted(by_run.items())
+        ]
+        return combined(outcomes) if outcomes else None
+
+    def commit_info(self) -> dict[str, str]:
+        """What every commit of this run to its output carries (``recover`` finds a killed run's by it)."""
+        return {
             "margin_pipeline.stream": self.stream,
             "run_id": self.run_id,
             "substrate_version": str(self.pin.number),
         }
-        return self.store.merge(output, source.unionByName(tombstones), commit_info=info)
 
     def finish(self, outputs: dict[str, int]) -> None:
         """Advance the watermarks and record ``outputs`` (table -> version) as the last good versions."""
@@ -190,7 +268,9 @@ class StreamRun:
             "watermarks": {n: f"{self.watermarks.get(n, 'none')} -> {self.targets[n]}" for n in self.targets},
             "change_feed_rows_read": sum(self.change_rows.values()),
             "change_feed_rows_by_source": dict(self.change_rows),
+            "run_restamp_commits_skipped": {n: len(v) for n, v in self.skipped_commits.items()},
             "snapshot_rows_read": sum(self.rows_read.values()),
+            "snapshot_rows_by_source": dict(self.rows_read),
             "rows_read": read,
             "full_rescan_rows": full_rows,
             "rows_read_pct_of_full": round(100.0 * read / full_rows, 3) if full_rows else 0.0,
@@ -212,10 +292,53 @@ def _date_predicate(scope: DataFrame | None) -> str | None:
     """Partition filter over the settlement dates in ``scope`` (None: no pruning)."""
     if scope is None or "settlement_date" not in scope.columns:
         return None
-    days: list[dt.date] = [r[0] for r in scope.select("settlement_date").distinct().collect()]
+    return _in_dates([r[0] for r in scope.select("settlement_date").distinct().collect()])
+
+
+def _in_dates(days: Sequence[dt.date]) -> str:
     if not days:
         return "settlement_date IN ('1900-01-01')"
     return "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"
+
+
+def volume_runs(run: StreamRun) -> DataFrame:
+    """``settlement_date, run_type``: the run of ``settlement_volumes`` held for each date, pinned."""
+    runs = run.snapshot(RUNS).where(F.col("feed") == VOLUMES)
+    return runs.select("settlement_date", "run_type")
+
+
+def restamp_versions(store: DeltaRsStore, spec: TableSpec, after: int, up_to: int) -> list[int]:
+    """Versions in ``(after, up_to]`` of ``spec`` that only re-stamp ``run_type`` (from the commit info)."""
+    current = store.version(spec) or 0
+    marker, value = next(iter(RUN_RESTAMP.items()))
+    return sorted(
+        c["version"]
+        for c in store.history(spec, limit=max(current - after, 1))
+        if after < c["version"] <= up_to and c.get(marker) == value
+    )
+
+
+def version_ranges(after: int, up_to: int, skipped: Sequence[int]) -> list[tuple[int, int]]:
+    """``(after, up_to]`` as half-open ranges ``(a, b]`` around the ``skipped`` versions."""
+    ranges, start = [], after
+    for version in sorted(skipped):
+        if version > start + 1:
+            ranges.append((start, version - 1))
+        start = version
+    if up_to > start:
+        ranges.append((start, up_to))
+    return ranges
+
+
+def combined(outcomes: Sequence[MergeOutcome | None]) -> MergeOutcome:
+    """Several writes to one table as one outcome: the last version, the summed row counts."""
+    done = [o for o in outcomes if o is not None]
+    return MergeOutcome(
+        version=max(o.version for o in done),
+        inserted=sum(o.inserted for o in done),
+        updated=sum(o.updated for o in done),
+        deleted=sum(o.deleted for o in done),
+    )
 
 
 Plan = Callable[[StreamRun], tuple[DataFrame, DataFrame | None]]
@@ -236,6 +359,9 @@ class StreamOutput:
     profile: type  # the stream's StreamProfile subclass
     watermark: str = ""  # watermark id when a stream has several outputs (default: the stream)
     checks: Sequence[Check] = ()  # quality checks over what a run wrote (blocking ones guard it)
+    #: Updates in place after the MERGE, each ``(run, output) -> outcome | None``: changes that are
+    #: a function of the output row and a small source alone (:meth:`StreamRun.restamp_runs`).
+    in_place: Sequence[Callable[[StreamRun, TableSpec], MergeOutcome | None]] = ()
 
     @property
     def consumer(self) -> str:
@@ -269,6 +395,7 @@ def refresh_output(
         desired, scope = out.plan(run)
         desired = desired.cache()
         outcome = run.publish(out.output, desired, scope, out.output.key if scope is None else scope.columns)
+        outcome = combined([outcome, *(step(run, out.output) for step in out.in_place)])
         keys = scope.count() if scope is not None else desired.count()
         checks = run_checks(out.checks, check_scope(run, out.output, _date_predicate(scope)))
         blocked = [c.name for c in checks if c.blocking and not c.passed]

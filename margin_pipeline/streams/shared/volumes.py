@@ -16,9 +16,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
-from margin_pipeline.streams.shared.runner import StreamRun
+from margin_pipeline.streams.shared.runner import VOLUMES, StreamRun, volume_runs
 
-VOLUMES = "settlement_volumes"
 VOLUME_KEY = ["mpan_core", "settlement_date", "settlement_period"]
 FAR_FUTURE = dt.date(9999, 12, 31)
 
@@ -32,6 +31,11 @@ class VolumeScope:
 
     rows: DataFrame
     keys: DataFrame | None
+
+
+def no_volumes(run: StreamRun) -> DataFrame:
+    """An empty frame of volume rows (reads nothing)."""
+    return run.empty(run.by_name[VOLUMES].spec)
 
 
 def full_scope(run: StreamRun) -> VolumeScope:
@@ -54,9 +58,14 @@ def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
         rows.append(frame)
         keys.append(frame.select(*VOLUME_KEY))
     if not rows:
-        empty = run.snapshot(VOLUMES).limit(0)
+        empty = no_volumes(run)
         return VolumeScope(empty, empty.select(*VOLUME_KEY))
     return VolumeScope(union_all(rows).dropDuplicates(VOLUME_KEY).cache(), union_all(keys).distinct().cache())
+
+
+def with_run(run: StreamRun, rows: DataFrame) -> DataFrame:
+    """Volume rows with ``run_type``: the run held for their date (``publication_runs``, pinned)."""
+    return rows.join(F.broadcast(volume_runs(run)), "settlement_date", "left")
 
 
 def volumes_of_mpans(run: StreamRun, mpans: DataFrame) -> DataFrame:
@@ -69,23 +78,32 @@ def volumes_of_slots(run: StreamRun, slots: DataFrame) -> DataFrame:
     on = [c for c in ("settlement_date", "settlement_period") if c in slots.columns]
     days = [r[0] for r in slots.select("settlement_date").distinct().collect()]
     if not days:
-        return run.snapshot(VOLUMES).limit(0)
+        return no_volumes(run)
     where = "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"
     return run.snapshot(VOLUMES, where=where).join(slots.select(*on).distinct(), on, "left_semi")
 
 
 def volumes_in_ranges(run: StreamRun, ranges: DataFrame) -> DataFrame:
-    """Held volume rows of an MPAN whose date is in one of its ranges.
+    """Held volume rows of an MPAN whose date is in one of its ranges (see :func:`in_ranges`)."""
+    where = range_predicate(ranges)
+    return no_volumes(run) if where is None else in_ranges(run.snapshot(VOLUMES, where=where), ranges)
+
+
+def range_predicate(ranges: DataFrame) -> str | None:
+    """SQL over ``settlement_date`` spanning every range (for partition pruning); None: no ranges."""
+    bounds = ranges.agg(F.min("first"), F.max(F.coalesce("last", F.lit(FAR_FUTURE)))).first()
+    if bounds is None or bounds[0] is None:
+        return None
+    return f"settlement_date >= '{bounds[0].isoformat()}' AND settlement_date <= '{bounds[1].isoformat()}'"
+
+
+def in_ranges(rows: DataFrame, ranges: DataFrame) -> DataFrame:
+    """``rows`` of an MPAN whose ``settlement_date`` is in one of its ranges.
 
     ``ranges`` has ``mpan_core``, ``first`` and ``last`` (inclusive dates; a null last is open).
     """
-    bounds = ranges.agg(F.min("first"), F.max(F.coalesce("last", F.lit(FAR_FUTURE)))).first()
-    if bounds is None or bounds[0] is None:
-        return run.snapshot(VOLUMES).limit(0)
-    where = f"settlement_date >= '{bounds[0].isoformat()}' AND settlement_date <= '{bounds[1].isoformat()}'"
-    volumes = run.snapshot(VOLUMES, where=where)
     r = ranges.select("mpan_core", "first", "last").distinct().alias("r")
-    v = volumes.alias("v")
+    v = rows.alias("v")
     inside = (
         (F.col("v.mpan_core") == F.col("r.mpan_core"))
         & (F.col("v.settlement_date") >= F.col("r.first"))
