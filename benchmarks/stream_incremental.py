@@ -574,7 +574,7 @@ def print_report(payload: dict[str, Any]) -> None:
         print(
             f"target rows read <= 2% of full at {s['rows_read_target_days']} days: "
             f"{'met' if s['rows_read_target_met'] else 'MISSED'} "
-            f"({s['rows_read_pct_by_days'][s['rows_read_target_days']]:.2f}%)"
+            f"({rows[-1]['pct']:.2f}%)"
         )
         if growth is not None:
             print(
