@@ -86,9 +86,8 @@ def _touched_days(
     if (changes := run.changes("metering_points")) is not None:  # a new group: other rates
         every_day = (F.lit(FAR_PAST).alias("first"), F.lit(None).cast("date").alias("last"))
         ranges.append(changed_keys(changes, ["mpan_core"]).select("mpan_core", *every_day))
-    for r in ranges:
-        if (where := range_predicate(r)) is not None:
-            parts.append(in_ranges(run.output_rows(DAY_LEDGER, where), r).select(*DAY))
+    if ranges and (where := range_predicate(touched := union_all(ranges))) is not None:
+        parts.append(in_ranges(run.output_rows(DAY_LEDGER, where), touched).select(*DAY))
     if not parts:
         return run.empty(DAY_LEDGER).select(*DAY)
     return union_all(parts).distinct().cache()

@@ -31,7 +31,7 @@ from margin_pipeline.contracts.feeds import FINAL_RUN_TYPES
 from margin_pipeline.store.base import CHANGE_TYPE, COMMIT_VERSION
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER, TALLIES, THROUGH
 from margin_pipeline.streams.shared.calendar import month_start, periods_in_day
-from margin_pipeline.streams.shared.tariffs import daily_rates, pence_ex_vat_to_gbp
+from margin_pipeline.streams.shared.tariffs import daily_rates, pence_ex_vat_to_gbp, supplied
 
 DAY = ["mpan_core", "settlement_date"]
 LEDGER_COLUMNS = tuple(DAY_LEDGER.schema.names)
@@ -136,7 +136,7 @@ def day_ledger(
     for count, total, _value, _through in TALLY_OF.values():
         held = held.withColumn(total, F.when(F.col(count) == 0, F.lit(0.0)).otherwise(F.col(total)))
     held = held.join(metering_points.select("mpan_core", "gsp_group"), "mpan_core", "left")
-    held = _supply(held, agreements, tariffs)
+    held = supplied(held, agreements, tariffs, how="left")
     rates = daily_rates(tariff_rates, *days)
     keys = ["tariff_code", "gsp_group", "settlement_date"]
     monthly_revenue = pence_ex_vat_to_gbp(F.col("kwh") * F.col("unit_rate_p_per_kwh")) + pence_ex_vat_to_gbp(
@@ -162,20 +162,6 @@ def day_ledger(
         )
         .select(*LEDGER_COLUMNS)
     )
-
-
-def _supply(days: DataFrame, agreements: DataFrame, tariffs: DataFrame) -> DataFrame:
-    """``account_id, tariff_code, billing_grain`` of the agreement covering each day whose tariff is
-    known (agreements of one MPAN never overlap); all null otherwise."""
-    a = agreements.select("account_id", "mpan_core", "tariff_code", "supply_start", "supply_end")
-    a = a.join(tariffs.select("tariff_code", "billing_grain"), "tariff_code").alias("a")
-    d = days.alias("d")
-    covered = (
-        (F.col("d.mpan_core") == F.col("a.mpan_core"))
-        & (F.col("d.settlement_date") >= F.col("a.supply_start"))
-        & (F.col("a.supply_end").isNull() | (F.col("d.settlement_date") <= F.col("a.supply_end")))
-    )
-    return d.join(a, covered, "left").select("d.*", "a.account_id", "a.tariff_code", "a.billing_grain")
 
 
 def supplied_days(agreements: DataFrame, months: DataFrame) -> DataFrame:

@@ -238,7 +238,7 @@ class StreamRun:
             self.store.update(
                 output,
                 {"run_type": f"'{run_type}'"},
-                f"{_in_dates(days)} AND run_type <> '{run_type}'",
+                f"{in_dates(days)} AND run_type <> '{run_type}'",
                 {**self.commit_info(), **RUN_RESTAMP},
             )
             for run_type, days in sorted(by_run.items())
@@ -292,10 +292,11 @@ def _date_predicate(scope: DataFrame | None) -> str | None:
     """Partition filter over the settlement dates in ``scope`` (None: no pruning)."""
     if scope is None or "settlement_date" not in scope.columns:
         return None
-    return _in_dates([r[0] for r in scope.select("settlement_date").distinct().collect()])
+    return in_dates([r[0] for r in scope.select("settlement_date").distinct().collect()])
 
 
-def _in_dates(days: Sequence[dt.date]) -> str:
+def in_dates(days: Sequence[dt.date]) -> str:
+    """SQL predicate selecting the settlement dates ``days`` (none when empty)."""
     if not days:
         return "settlement_date IN ('1900-01-01')"
     return "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"

@@ -25,24 +25,23 @@ VAT_DIVISOR = 1.05  # published rates include 5% VAT; revenue excludes it
 OPEN_END = dt.date(9999, 12, 31)
 
 
-def supplied(volumes: DataFrame, agreements: DataFrame, tariffs: DataFrame) -> DataFrame:
-    """Volume rows covered by an agreement, with ``account_id, tariff_code, billing_grain``.
+def supplied(volumes: DataFrame, agreements: DataFrame, tariffs: DataFrame, how: str = "inner") -> DataFrame:
+    """Rows (volume rows, or MPAN-days) with the ``account_id, tariff_code, billing_grain`` of the
+    agreement covering them.
 
-    Agreements of one MPAN never overlap (ingest rejects it), so a row has at most
-    one; rows with no agreement, or whose tariff is not known yet, drop out.
+    Agreements of one MPAN never overlap (ingest rejects it), so a row has at most one. With the
+    default ``how="inner"`` rows with no agreement, or whose tariff is not known yet, drop out;
+    with ``"left"`` they stay, those three columns null.
     """
-    a = agreements.select("account_id", "mpan_core", "tariff_code", "supply_start", "supply_end").alias("a")
+    a = agreements.select("account_id", "mpan_core", "tariff_code", "supply_start", "supply_end")
+    a = a.join(tariffs.select("tariff_code", "billing_grain"), "tariff_code").alias("a")
     v = volumes.alias("v")
     covered = (
         (F.col("v.mpan_core") == F.col("a.mpan_core"))
         & (F.col("v.settlement_date") >= F.col("a.supply_start"))
         & (F.col("a.supply_end").isNull() | (F.col("v.settlement_date") <= F.col("a.supply_end")))
     )
-    return (
-        v.join(a, covered)
-        .select("v.*", "a.account_id", "a.tariff_code")
-        .join(tariffs.select("tariff_code", "billing_grain"), "tariff_code")
-    )
+    return v.join(a, covered, how).select("v.*", "a.account_id", "a.tariff_code", "a.billing_grain")
 
 
 def slot_rates(tariff_rates: DataFrame, first_day: dt.date, last_day: dt.date) -> DataFrame:

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
-from margin_pipeline.streams.shared.runner import VOLUMES, StreamRun, volume_runs
+from margin_pipeline.streams.shared.runner import VOLUMES, StreamRun, in_dates, volume_runs
 
 VOLUME_KEY = ["mpan_core", "settlement_date", "settlement_period"]
 FAR_FUTURE = dt.date(9999, 12, 31)
@@ -79,8 +79,7 @@ def volumes_of_slots(run: StreamRun, slots: DataFrame) -> DataFrame:
     days = [r[0] for r in slots.select("settlement_date").distinct().collect()]
     if not days:
         return no_volumes(run)
-    where = "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"
-    return run.snapshot(VOLUMES, where=where).join(slots.select(*on).distinct(), on, "left_semi")
+    return run.snapshot(VOLUMES, where=in_dates(days)).join(slots.select(*on).distinct(), on, "left_semi")
 
 
 def volumes_in_ranges(run: StreamRun, ranges: DataFrame) -> DataFrame:
