@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -59,13 +58,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reexecute":
         return _reexecute(root, args.run_id)
     if args.command == "ui":
-        prepare_dagster_home(root)
-        workspace = str(REPO_ROOT / "workspace.yaml")
-        dagster = str(Path(sys.executable).parent / "dagster")
-        command = [dagster, "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", workspace]
-        os.execvp(command[0], command)
+        return _ui(root, args.port)
     print(render_summary(DataRoot(root=str(root))))
     return 0
+
+
+def _engine_or_exit() -> str | None:
+    """The engine of this environment, after checking what it needs; None (with the error
+    printed) when it cannot run here."""
+    from margin_pipeline.engines import EngineError, engine_from_env
+    from margin_pipeline.java import JavaMissingError, require_java
+
+    try:
+        engine = engine_from_env()
+        if engine == "spark":
+            require_java()
+    except (EngineError, JavaMissingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return engine
+
+
+def _ui(root: Path, port: int) -> int:
+    """``dagster dev`` on 127.0.0.1, with one warm engine that every run it launches connects to."""
+    import subprocess
+
+    from margin_pipeline.engines import shared_engine
+
+    engine = _engine_or_exit()
+    if engine is None:
+        return 2
+    prepare_dagster_home(root)
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    dagster = str(Path(sys.executable).parent / "dagster")
+    with shared_engine(engine) as url:
+        print(f"engine: {engine}" + (f", serving every run at {url}" if url else ""), flush=True)
+        process = subprocess.Popen([dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", workspace])
+        try:
+            return process.wait()
+        except KeyboardInterrupt:  # the terminal's Ctrl-C reached dagster dev too: let it shut down
+            return process.wait()
 
 
 def _generate(root: Path, args: argparse.Namespace) -> int:
@@ -90,29 +122,30 @@ def _generate(root: Path, args: argparse.Namespace) -> int:
 
 def _run(root: Path) -> int:
     """Drive the event-driven chain to completion: sensors do the launching, this watches and reports."""
-    from margin_pipeline.java import JavaMissingError, require_java
-
-    try:
-        require_java()
-    except JavaMissingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    engine = _engine_or_exit()
+    if engine is None:
         return 2
     prepare_dagster_home(root)
 
     import dagster as dg
 
+    from margin_pipeline.engines import shared_engine
     from margin_pipeline.orchestration.drive import chain_state, daemon, follow_chain, launch
     from margin_pipeline.orchestration.parent import PARENT_JOB
 
     data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
     since = time.time()
-    with daemon(instance, data_root.dagster_home / "daemon.log") as started:
+    with (
+        shared_engine(engine) as url,
+        daemon(instance, data_root.dagster_home / "daemon.log") as started,
+    ):
         print(
             "dagster-daemon: "
             + ("started for this run" if started else "using the one already running")
             + f"; UI: `make ui` (instance {data_root.dagster_home})"
         )
+        print(f"engine: {engine}" + (f", one server for the chain at {url}" if url and started else ""))
         done, waiting_on = chain_state(data_root)
         if not done and "landing" not in waiting_on:  # nothing for the sensors to react to: start the parent
             print(f"{waiting_on}: launching {PARENT_JOB}")
@@ -145,11 +178,12 @@ def _reexecute(root: Path, run_id: str) -> int:
     prepare_dagster_home(root)
     import dagster as dg
 
+    from margin_pipeline.engines import shared_engine
     from margin_pipeline.orchestration.drive import daemon, reexecute_from_failure, wait_for_runs
 
     data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
-    with daemon(instance, data_root.dagster_home / "daemon.log"):
+    with shared_engine(), daemon(instance, data_root.dagster_home / "daemon.log"):
         new = reexecute_from_failure(instance, run_id)
         print(f"re-executing {run_id} from failure as run {new}")
         (outcome,) = wait_for_runs(instance, [new])

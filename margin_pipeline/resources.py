@@ -1,8 +1,9 @@
 """Resources per environment, chosen in one place.
 
-``local`` (the default) is the embedded engine: delta-rs for Delta I/O and a local
-PySpark session. Streams that run on Databricks choose that in their own tuning
-profile; the code location's resources stay the same.
+``store`` is delta-rs (all Delta I/O on this machine); ``spark`` is the engine that runs the
+streams' PySpark code (:mod:`margin_pipeline.engines`: Sail by default, local Spark with
+``MARGIN_PIPELINE_ENGINE=spark``). Streams that run on Databricks choose that in their own
+tuning profile; the code location's resources stay the same.
 """
 
 from __future__ import annotations
@@ -10,31 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dagster_pyspark import LazyPySparkResource
-
+from margin_pipeline.engines import SparkEngine
 from margin_pipeline.operations.alerts import alerts_resource_from_env
 from margin_pipeline.settings import DataRoot, default_root
 from margin_pipeline.store.delta_rs import DeltaRsStore
-
-#: Static settings of the embedded Spark session (one JVM per run process).
-#: Per-stream SQL settings (shuffle partitions, AQE, broadcast) are applied by each
-#: stream from its tuning profile at run time.
-LOCAL_SPARK_CONFIG: dict[str, Any] = {
-    "spark.master": "local[2]",
-    "spark.app.name": "margin_pipeline",
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.driver.memory": "4g",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.sql.session.timeZone": "UTC",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
-    # Measured on a 20-meter cycle of all five stream assets (benchmarks/README.md): at laptop
-    # scale per-job overhead dominates. Listing files on the driver instead of in a Spark job
-    # (67 s -> 50 s) and skipping whole-stage code generation for short-lived plans (-> 47 s).
-    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
-    "spark.sql.codegen.wholeStage": "false",
-}
 
 
 def build_resources(root: Path | None = None) -> dict[str, Any]:
@@ -43,6 +23,6 @@ def build_resources(root: Path | None = None) -> dict[str, Any]:
     return {
         "data_root": data_root,
         "store": DeltaRsStore(lake_root=str(data_root.lake)),
-        "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG),
+        "spark": SparkEngine(),
         "alerts": alerts_resource_from_env(data_root.path),
     }

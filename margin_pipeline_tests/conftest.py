@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh data root per test, the embedded store, one Spark session per run."""
+"""Shared fixtures: a fresh data root per test, the embedded store, one engine session per run."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster_pyspark import LazyPySparkResource
 
+from margin_pipeline.engines import LOCAL_SPARK_CONFIG, SparkEngine
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.delta_spark import DELTA_SESSION_CONFIG, delta_jars
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
+from margin_pipeline_tests.helpers import stream_resources
 
 
 @pytest.fixture
@@ -44,24 +46,26 @@ def drop(data_root: DataRoot) -> Drop:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
-    """One local Spark session for the whole test run (~5 s to start, ~1.6 GB)."""
-    from margin_pipeline.java import require_java
+def engine() -> SparkEngine:
+    """The engine of the whole test run: ``$MARGIN_PIPELINE_ENGINE`` (default sail, an in-process
+    Sail server started on first use; ``spark``: one local JVM, ~5 s to start, ~1.6 GB)."""
+    return SparkEngine()
 
-    require_java()
-    from pyspark.sql import SparkSession
 
-    from margin_pipeline.resources import LOCAL_SPARK_CONFIG
-    from margin_pipeline.store.delta_spark import DELTA_SESSION_CONFIG, delta_jars
+@pytest.fixture(scope="session")
+def spark(engine: SparkEngine) -> Iterator[object]:
+    """The session every test shares (stream steps get the same one through ``engine``)."""
+    if engine.engine == "spark" and delta_jars():
+        # The delta-spark store's tests run only where the jars are on the classpath: make the
+        # process's one local session with them before the engine asks for it.
+        from pyspark.sql import SparkSession
 
-    config = {**LOCAL_SPARK_CONFIG, "spark.sql.shuffle.partitions": "2"}
-    if delta_jars():  # the delta-spark store's tests run only where the jars are on the classpath
-        config.update(DELTA_SESSION_CONFIG, **{"spark.jars": ",".join(delta_jars())})
-    builder = SparkSession.builder
-    for key, value in config.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+        builder = SparkSession.builder
+        config = {**LOCAL_SPARK_CONFIG, **DELTA_SESSION_CONFIG, "spark.jars": ",".join(delta_jars())}
+        for key, value in config.items():
+            builder = builder.config(key, value)
+        builder.getOrCreate()
+    session = engine.spark_session
     yield session
     session.stop()
 
@@ -82,14 +86,11 @@ def publish(data_root: DataRoot, store: DeltaRsStore, drop) -> Callable[..., int
 
 
 @pytest.fixture
-def materialize(store: DeltaRsStore, spark) -> Callable[..., dg.ExecuteInProcessResult]:
-    """Materialize assets with the embedded resources (the session fixture's Spark is reused)."""
+def materialize(store: DeltaRsStore, engine: SparkEngine, spark) -> Callable[..., dg.ExecuteInProcessResult]:
+    """Materialize assets with the test's store and the shared engine."""
 
     def _materialize(assets: list[Any], config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
-        from margin_pipeline.resources import LOCAL_SPARK_CONFIG
-
-        resources = {"store": store, "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
         run_config = {"ops": {name: {"config": cfg} for name, cfg in (config or {}).items()}}
-        return dg.materialize(assets, resources=resources, run_config=run_config)
+        return dg.materialize(assets, resources=stream_resources(store, engine), run_config=run_config)
 
     return _materialize

@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.gold import SETTLEMENT_COST_HH
 from margin_pipeline.operations.alerts import AlertsResource
 from margin_pipeline.operations.sensors import failure_alert
 from margin_pipeline.orchestration.sensors import gate_request
-from margin_pipeline.resources import LOCAL_SPARK_CONFIG
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.settlement import plan as settlement_plan
@@ -43,7 +41,7 @@ from margin_pipeline.streams.settlement.assets import settlement_cost_hh, settle
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
-from margin_pipeline_tests.helpers import csv, rows_by_key
+from margin_pipeline_tests.helpers import csv, rows_by_key, stream_resources
 
 STREAM = "settlement"
 NODE = settlement_cost_hh.node_def.name
@@ -113,7 +111,7 @@ def refresh(
     defs = dg.Definitions(
         assets=[settlement_cost_hh],
         jobs=[settlement_stream],
-        resources={"store": lake.store, "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)},
+        resources=stream_resources(lake.store),
     )
     return defs.resolve_job_def(settlement_stream.name).execute_in_process(
         run_config={"ops": {NODE: {"config": {"retry": QUICK_RETRY, **profile}}}},

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
+from margin_pipeline.engines import SparkEngine
+from margin_pipeline.gold import GOLD
+from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.monthly.tables import THROUGH
+from margin_pipeline.streams.monthly.tables import DAY_LEDGER, THROUGH
+from margin_pipeline.substrate.ingest import ingest, pending_files
+from margin_pipeline.substrate.versions import record_substrate_version
+from margin_pipeline.synthetic import Scenario, generate_history
+
+#: Every table the streams publish, by name.
+STREAM_OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
+#: A few meters over two days: every stream has rows, every run takes seconds.
+SMALL_SCENARIO = Scenario(meters=6, days=2, seed=5)
 
 
 def csv(header: str, *rows: str) -> str:
@@ -53,3 +65,31 @@ def assert_same_rows(actual: dict[tuple, dict], expected: dict[tuple, dict], nam
                 assert abs(value - other) <= 1e-6, (name, key, column, value, other)
             else:
                 assert value == other, (name, key, column, value, other)
+
+
+def stream_resources(store: DeltaRsStore, engine: SparkEngine | None = None) -> dict[str, Any]:
+    """What the stream assets need in a test: ``store`` and the engine (default: the environment's,
+    ``$MARGIN_PIPELINE_ENGINE``, on the process's one Sail server or local JVM)."""
+    return {"store": store, "spark": engine or SparkEngine()}
+
+
+def stream_assets() -> list[dg.AssetsDefinition]:
+    """The five stream assets, settlement to hh_margin (imported late: helpers stay light)."""
+    from margin_pipeline.reconciled.assets import hh_margin_asset
+    from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
+    from margin_pipeline.streams.monthly.assets import monthly_day_ledger
+    from margin_pipeline.streams.monthly.margin import monthly_margin_asset
+    from margin_pipeline.streams.settlement.assets import settlement_cost_hh
+
+    return [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
+
+
+def deployment(root: Path, scenario: Scenario = SMALL_SCENARIO) -> DeltaRsStore:
+    """A data root at ``root`` holding substrate version 1 of ``scenario`` (the generator is
+    deterministic, so two deployments of one scenario hold the same substrate)."""
+    data_root = DataRoot(root=str(root))
+    generate_history(data_root.landing, scenario)
+    store = DeltaRsStore(lake_root=str(data_root.lake))
+    ingest(data_root, store, pending_files(data_root))
+    record_substrate_version(store, "test")
+    return store

@@ -1,6 +1,6 @@
 """Op retries for transient faults, set by each stream's profile.
 
-A transient fault (a Delta commit conflict, a Spark/JVM or network hiccup) is retried
+A transient fault (a Delta commit conflict, a lost engine server, a Spark/JVM or network hiccup) is retried
 with exponential backoff and jitter, up to the profile's ``retry.max_attempts``; a
 deterministic one (bad data, a bug, a failed quality check) fails at once. The
 decision is made in the op (``RetryRequested``), so it follows the run config; a
@@ -21,7 +21,7 @@ import dagster as dg
 from pydantic import Field
 
 #: Exception type names (anywhere in the cause chain) that mean "try again": delta-rs commit
-#: conflicts, delta-spark's concurrent-modification family, and a lost JVM or socket.
+#: conflicts, delta-spark's concurrent-modification family, and a lost JVM, engine server or socket.
 TRANSIENT_TYPES = frozenset(
     {
         "CommitFailedError",
@@ -32,6 +32,7 @@ TRANSIENT_TYPES = frozenset(
         "MetadataChangedException",
         "ProtocolChangedException",
         "Py4JNetworkError",
+        "RetriesExceeded",  # Spark Connect gave up reaching its server (the next attempt finds one)
         "ConnectionError",
         "ConnectionResetError",
         "ConnectionRefusedError",
@@ -40,7 +41,12 @@ TRANSIENT_TYPES = frozenset(
     }
 )
 #: Message fragments of transient errors that arrive wrapped in a generic type (py4j, Pipes).
-TRANSIENT_MESSAGES = ("Concurrent", "Answer from Java side is empty", "Connection reset")
+TRANSIENT_MESSAGES = (
+    "Concurrent",
+    "Answer from Java side is empty",
+    "Connection reset",
+    "StatusCode.UNAVAILABLE",  # a Spark Connect server that went away
+)
 
 
 class RetryProfile(dg.Config):

@@ -5,13 +5,17 @@ credentials never do: the Databricks SDK reads ``DATABRICKS_HOST`` and ``DATABRI
 (or the OAuth variables) from the environment of the process that submits the run.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from databricks.sdk.service import compute, jobs
 from pydantic import Field
 
 from margin_pipeline import __version__
+
+if TYPE_CHECKING:  # the SDK takes 1.5 s to import: only a run that goes to Databricks pays it
+    from databricks.sdk.service import compute, jobs
 
 #: The wheel ``make wheel`` builds (dist/) and the job clusters install.
 WHEEL_NAME = f"margin_pipeline-{__version__}-py3-none-any.whl"
@@ -53,6 +57,8 @@ class DatabricksCompute(dg.Config):
     poll_interval_seconds: float = Field(default=10.0, description="How often the op polls the run's state.")
 
     def cluster(self, spark_conf: dict[str, str]) -> compute.ClusterSpec:
+        from databricks.sdk.service import compute
+
         autoscale = (
             compute.AutoScale(min_workers=self.autoscale_min_workers, max_workers=self.autoscale_max_workers)
             if self.autoscale_max_workers
@@ -74,6 +80,8 @@ def submit_task(output: str, profile: Any) -> jobs.SubmitTask:
     Pipes adds its bootstrap (context and message locations) to the cluster's environment;
     the stream's profile, the pinned version N and the lake travel as Pipes extras.
     """
+    from databricks.sdk.service import compute, jobs
+
     settings: DatabricksCompute = profile.databricks
     return jobs.SubmitTask(
         task_key=output.replace("/", "__"),

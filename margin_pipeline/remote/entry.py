@@ -40,14 +40,11 @@ def open_store(settings: dict[str, str]) -> tuple[Any, Any]:
     """The Spark session and Delta store the extras ask for."""
     from pyspark.sql import SparkSession
 
-    if settings["kind"] == "delta_rs":  # this machine: the embedded session and store
-        from margin_pipeline.resources import LOCAL_SPARK_CONFIG
+    if settings["kind"] == "delta_rs":  # this machine: the environment's engine and the embedded store
+        from margin_pipeline.engines import SparkEngine
         from margin_pipeline.store.delta_rs import DeltaRsStore
 
-        builder = SparkSession.builder
-        for key, value in LOCAL_SPARK_CONFIG.items():
-            builder = builder.config(key, value)
-        return builder.getOrCreate(), DeltaRsStore(lake_root=settings["lake_root"])
+        return SparkEngine().spark_session, DeltaRsStore(lake_root=settings["lake_root"])
     if settings["kind"] == "delta_spark":  # a cluster: its session has the Delta extensions
         from margin_pipeline.store.delta_spark import DeltaSparkStore
 

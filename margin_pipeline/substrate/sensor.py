@@ -19,7 +19,7 @@ def file_key(path: Path) -> str:
 
 @dg.sensor(
     job=ingest_job,
-    minimum_interval_seconds=10,
+    minimum_interval_seconds=5,  # the sensor daemon's own loop: no sensor ticks more often
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches ingest for files dropped under landing/<feed>/ (cursor + run_key: once a drop).",
 )

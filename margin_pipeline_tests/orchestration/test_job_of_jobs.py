@@ -23,6 +23,7 @@ import pytest
 import yaml
 from dagster._core.storage.dagster_run import RunsFilter
 
+from margin_pipeline.engines import shared_engine
 from margin_pipeline.gold import GOLD, SETTLEMENT_COST_HH
 from margin_pipeline.operations.runlog import PIPELINE_RUNS
 from margin_pipeline.orchestration.drive import (
@@ -69,6 +70,7 @@ def deployment(root: Path) -> Iterator[dg.DagsterInstance]:
         record_substrate_version(store, "test")
         with (
             dg.instance_for_test(overrides=repo_config, temp_dir=str(home)) as instance,
+            shared_engine(),  # as `margin-pipeline run` does: every run connects to one engine
             daemon(instance, home / "daemon.log"),
         ):
             yield instance

@@ -12,45 +12,26 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.gold import GOLD
-from margin_pipeline.reconciled.assets import hh_margin_asset
-from margin_pipeline.resources import LOCAL_SPARK_CONFIG
-from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-from margin_pipeline.streams.monthly.margin import monthly_margin_asset
-from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh
-from margin_pipeline.substrate.ingest import ingest, pending_files
-from margin_pipeline.substrate.versions import record_substrate_version
-from margin_pipeline.synthetic import Scenario, generate_history
-from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key
+from margin_pipeline_tests.helpers import (
+    STREAM_OUTPUTS,
+    assert_same_rows,
+    deployment,
+    rows_by_key,
+    stream_assets,
+    stream_resources,
+)
 
 pytestmark = pytest.mark.slow
-
-ASSETS = [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
-OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
-SCENARIO = Scenario(meters=6, days=2, seed=5)
-
-
-def deployment(root: Path) -> DeltaRsStore:
-    """A data root holding substrate version 1 of SCENARIO (the generator is deterministic)."""
-    data_root = DataRoot(root=str(root))
-    generate_history(data_root.landing, SCENARIO)
-    store = DeltaRsStore(lake_root=str(data_root.lake))
-    ingest(data_root, store, pending_files(data_root))
-    record_substrate_version(store, "test")
-    return store
 
 
 def run_all(store: DeltaRsStore, engine: str) -> dict[str, dict]:
     """Materialize every stream output on ``engine``; returns each asset's metadata."""
-    resources = {"store": store, "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
-    config = {"ops": {a.node_def.name: {"config": {"engine": engine}} for a in ASSETS}}
-    result = dg.materialize(ASSETS, resources=resources, run_config=config)
+    resources = stream_resources(store)
+    config = {"ops": {a.node_def.name: {"config": {"engine": engine}} for a in stream_assets()}}
+    result = dg.materialize(stream_assets(), resources=resources, run_config=config)
     assert result.success
     return {
         e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
@@ -63,7 +44,7 @@ def test_pipes_subprocess_engine_publishes_what_the_local_engine_does(tmp_path: 
     local = run_all(local_store, "local")
     remote = run_all(remote_store, "pipes_subprocess")
 
-    for name, spec in OUTPUTS.items():
+    for name, spec in STREAM_OUTPUTS.items():
         assert_same_rows(rows_by_key(remote_store, spec), rows_by_key(local_store, spec), name)
     assert rows_by_key(remote_store, GOLD["hh_margin"]), "the comparison is over published rows"
     # The same figures come back through Pipes as the local engine records.

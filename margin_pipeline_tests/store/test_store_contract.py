@@ -1,7 +1,8 @@
 """The store contract, run against every implementation.
 
-delta-rs runs everywhere. delta-spark runs only where the Delta jars are on the
-classpath (set MARGIN_PIPELINE_DELTA_JARS); elsewhere it is reported as skipped.
+delta-rs runs everywhere, on either engine. delta-spark runs only on local Spark
+(``MARGIN_PIPELINE_ENGINE=spark``) with the Delta jars on the classpath (set
+MARGIN_PIPELINE_DELTA_JARS); elsewhere it is reported as skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from margin_pipeline.engines import SparkEngine
 from margin_pipeline.store import DeltaStore, MergeOutcome, StaleWatermarkError, TableSpec
 from margin_pipeline.store.base import tombstones, with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -44,11 +46,14 @@ def upsert(*records: tuple[str, dt.date, float | None, str | None]) -> pa.Table:
 
 
 @pytest.fixture(params=["delta_rs", "delta_spark"])
-def impl(request: pytest.FixtureRequest, tmp_path: Path, spark) -> DeltaStore:
+def impl(request: pytest.FixtureRequest, tmp_path: Path, engine: SparkEngine, spark) -> DeltaStore:
     if request.param == "delta_rs":
         return DeltaRsStore(lake_root=str(tmp_path / "lake"))
-    if not delta_jars():
-        pytest.skip(f"Delta jars not on the classpath (Maven-only; set {DELTA_JARS_ENV} to run these)")
+    if engine.engine != "spark" or not delta_jars():
+        pytest.skip(
+            "delta-spark needs local Spark with the Delta jars on the classpath (Maven-only): "
+            f"run with MARGIN_PIPELINE_ENGINE=spark and {DELTA_JARS_ENV} set"
+        )
     return DeltaSparkStore(lake_root=str(tmp_path / "lake"))
 
 

@@ -30,11 +30,9 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.compute as pc
 import pytest
-from dagster_pyspark import LazyPySparkResource
 
 from margin_pipeline.gold import GOLD
 from margin_pipeline.reconciled.assets import hh_margin_asset
-from margin_pipeline.resources import LOCAL_SPARK_CONFIG
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.base import with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -47,7 +45,7 @@ from margin_pipeline.streams.shared.watermarks import OUTPUT_PREFIX, STREAM_WATE
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history
-from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key
+from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key, stream_resources
 
 ASSETS = [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
 OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
@@ -55,7 +53,7 @@ WINDOWS = [dt.date(2025, 10, 5), dt.date(2026, 3, 10), dt.date(2025, 12, 20)]  #
 
 
 def run_streams(store: DeltaRsStore) -> dg.ExecuteInProcessResult:
-    resources = {"store": store, "pyspark": LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)}
+    resources = stream_resources(store)
     result = dg.materialize(ASSETS, resources=resources)
     assert result.success
     return result

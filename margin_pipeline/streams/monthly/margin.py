@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
+from margin_pipeline.engines import SparkEngine
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.operations.quality import MONTHLY_MARGIN_CHECKS
 from margin_pipeline.operations.retries import RetryProfile, retrying
@@ -57,7 +57,7 @@ from margin_pipeline.substrate.tables import SUBSTRATE
     "one output per month (none on a remote engine: the commit step runs the whole for-each there).",
 )
 def margin_months(
-    context: dg.OpExecutionContext, config: MonthlyProfile, store: DeltaRsStore, pyspark: LazyPySparkResource
+    context: dg.OpExecutionContext, config: MonthlyProfile, store: DeltaRsStore, spark: SparkEngine
 ) -> Iterator[Any]:
     if config.engine != "local":  # the commit step runs the whole for-each on the remote engine
         remote = config.model_dump(mode="json")
@@ -66,7 +66,7 @@ def margin_months(
         yield dg.Output(plan, "plan")
         return
     with retrying(context, config.retry, STREAM):
-        plan, tasks = plan_margin(pyspark.spark_session, store, config, context.run_id, context.log)
+        plan, tasks = plan_margin(spark.spark_session, store, config, context.run_id, context.log)
     yield dg.Output(
         plan,
         "plan",
@@ -81,10 +81,10 @@ def margin_months(
     description="Recompute one month's affected accounts from the day ledger and merge them.",
 )
 def margin_month(
-    context: dg.OpExecutionContext, task: MonthTask, store: DeltaRsStore, pyspark: LazyPySparkResource
+    context: dg.OpExecutionContext, task: MonthTask, store: DeltaRsStore, spark: SparkEngine
 ) -> MonthResult:
     with retrying(context, RetryProfile(**(task.retry or {})), f"{STREAM} {task.month}"):
-        return recompute_month(pyspark.spark_session, store, task, context.run_id, context.log)
+        return recompute_month(spark.spark_session, store, task, context.run_id, context.log)
 
 
 CHECKS = check_specs(MONTHLY_MARGIN.asset_key, MONTHLY_MARGIN_CHECKS)
@@ -100,14 +100,16 @@ def margin_commit(
     plan: MarginPlan,
     months: list[MonthResult],
     store: DeltaRsStore,
-    pyspark: LazyPySparkResource,
+    spark: SparkEngine,
 ) -> Iterator[Any]:
     with retrying(context, RetryProfile(**(plan.retry or {})), STREAM):
         if plan.remote is not None:
             profile = MonthlyProfile(**plan.remote)
             metadata = refresh_remote(context, profile, MONTHLY_MARGIN.name, store.lake_root)
+            metadata = {"engine": profile.engine, **metadata}
         else:
-            metadata = commit_margin(pyspark.spark_session, store, plan, months, context.run_id, context.log)
+            metadata = commit_margin(spark.spark_session, store, plan, months, context.run_id, context.log)
+            metadata = {"engine": spark.engine, **metadata}
     for event in published(MONTHLY_MARGIN.asset_key, STREAM, metadata, every=MONTHLY_MARGIN_CHECKS):
         if isinstance(event, dg.MaterializeResult):
             yield dg.Output(None, "result", metadata=event.metadata)

@@ -4,8 +4,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
+from margin_pipeline.engines import SparkEngine
 from margin_pipeline.operations.quality import Check
 from margin_pipeline.operations.retries import retrying
 from margin_pipeline.operations.sla import SLAS
@@ -40,10 +40,10 @@ def stream_asset(out: StreamOutput, *, description: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         config: out.profile,
         store: DeltaRsStore,
-        pyspark: LazyPySparkResource,
+        spark: SparkEngine,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with retrying(context, config.retry, out.consumer):
-            metadata = run_output(context, config, store, pyspark, out)
+            metadata = run_output(context, config, store, spark, out)
         yield from published(output.asset_key, out.consumer, metadata, out.checks)
 
     return _refresh
@@ -100,12 +100,16 @@ def published(
     yield dg.MaterializeResult(metadata=as_metadata({k: v for k, v in metadata.items() if k != "checks"}))
 
 
-def run_output(context: Any, profile: Any, store: DeltaRsStore, pyspark: Any, out: StreamOutput) -> dict:
-    """Refresh ``out`` on the profile's engine; the metadata is the same whichever engine ran it."""
+def run_output(
+    context: Any, profile: Any, store: DeltaRsStore, spark: SparkEngine, out: StreamOutput
+) -> dict[str, Any]:
+    """Refresh ``out`` on the profile's engine; the metadata is the same whichever engine ran it,
+    plus ``engine``: where it ran (``sail`` or ``spark`` in this process, or the remote engine)."""
     if profile.engine == "local":
-        return refresh_output(pyspark.spark_session, store, profile, out, context.run_id, context.log)
+        metadata = refresh_output(spark.spark_session, store, profile, out, context.run_id, context.log)
+        return {"engine": spark.engine, **metadata}
     context.log.info(f"{out.consumer}: refreshing {out.output.name} on engine {profile.engine}")
-    return refresh_remote(context, profile, out.output.name, store.lake_root)
+    return {"engine": profile.engine, **refresh_remote(context, profile, out.output.name, store.lake_root)}
 
 
 def stream_job(name: str, stream: str, description: str, **job_args: Any):

@@ -1,0 +1,236 @@
+"""End to end through the real daemon chain: landing files to ``hh_margin`` published.
+
+    .venv/bin/python -m benchmarks.chain [--meters 1000] [--days 30] [--engine sail|spark]
+        [--workdir DIR] [--out benchmarks/results/chain_<engine>.json]
+
+What a user does, timed from outside: ``margin-pipeline generate --meters M --days D``, then
+``margin-pipeline run`` (the history: every publication of D days), then ``generate --next-day``
+and ``run`` again (one more day's publications), then ``run`` with nothing new. Each ``run`` is
+timed as a command (wall seconds, install and data generation excluded). Afterwards the Dagster
+instance is read for each run of the day: its start and end, and the seconds the work itself took
+(the ingest asset's and every stream asset's own ``wall_seconds``). From those:
+
+- **critical path**: ingest, then the slower of settlement and half_hourly, then monthly, then
+  reconciled; **gaps** are the seconds between one run's end and the next one's start on it
+  (sensor ticks, the run queue, run worker start); ingest's work is its step's seconds;
+- **orchestration overhead**: the command's wall time less the work on the critical path
+  (ingest's and the stream assets' own seconds), as a share of the wall time;
+- **peak memory**: the largest summed RSS of the command's process tree (the CLI with the Sail
+  server inside it, the daemon, the code server and every run worker), sampled every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import machine_info, print_table, timestamp, write_json
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "margin-pipeline")
+STREAM_JOBS = ("settlement_stream", "half_hourly_stream", "monthly_stream")
+
+
+def tree_rss_mb(root_pid: int) -> float:
+    """Summed RSS of ``root_pid`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip())
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+    total, stack = 0.0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0.0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run ``command``, sampling its process tree's RSS; its wall seconds, exit code and peak RSS."""
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.2):
+            peak = max(peak, tree_rss_mb(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    done.set()
+    sampler.join()
+    return {
+        "command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command)),
+        "seconds": round(time.perf_counter() - started, 2),
+        "exit_code": code,
+        "peak_rss_mb": round(peak, 1),
+    }
+
+
+def day_runs(root: Path, since: float) -> list[dict[str, Any]]:
+    """The runs created after ``since``, oldest first, with their timings and work seconds."""
+    os.environ["DAGSTER_HOME"] = str(root / "dagster")
+    import dagster as dg
+
+    from margin_pipeline.orchestration.runs import report
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.get_run_records()
+        fresh = [r.dagster_run.run_id for r in records if r.create_timestamp.timestamp() > since]
+        reports = [report(instance, run_id) for run_id in fresh]
+        steps = {run_id: step_seconds(instance, run_id) for run_id in fresh}
+    runs = []
+    for run in sorted(reports, key=lambda r: r.started or 0):
+        # A stream asset times its own body (wall_seconds); ingest's body is its one step.
+        walls = [float(m["wall_seconds"]) for m in run.assets.values() if "wall_seconds" in m]
+        work = sum(walls) if walls else (steps[run.run_id] if run.job == "ingest" else 0.0)
+        runs.append(
+            {
+                "job": run.job,
+                "status": run.status,
+                "started": run.started,
+                "ended": run.ended,
+                "seconds": round(run.seconds, 2),
+                "work_seconds": round(work, 2),
+            }
+        )
+    return runs
+
+
+def step_seconds(instance: Any, run_id: str) -> float:
+    """Seconds from the run's first step start to its last step success (event timestamps)."""
+    import dagster as dg
+
+    starts = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+    ends = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    if not starts or not ends:
+        return 0.0
+    return max(e.timestamp for e in ends) - min(e.timestamp for e in starts)
+
+
+def critical_path(runs: list[dict[str, Any]], since: float, wall: float) -> dict[str, Any]:
+    """Ingest -> the slower of settlement/half_hourly -> monthly -> reconciled, with the gaps."""
+    by_job: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run["status"] == "SUCCESS" and (run["job"] != "margin_job_of_jobs" or run["job"] not in by_job):
+            by_job.setdefault(run["job"], run)
+    side = [by_job[j] for j in ("settlement_stream", "half_hourly_stream") if j in by_job]
+    path = [by_job.get("ingest"), max(side, key=lambda r: r["ended"]) if side else None]
+    path += [by_job.get("monthly_stream"), by_job.get("reconciled")]
+    path = [r for r in path if r is not None]
+    gaps, previous = [], since
+    for run in path:
+        gaps.append({"before": run["job"], "seconds": round(run["started"] - previous, 2)})
+        previous = run["ended"]
+    work = sum(r["work_seconds"] for r in path)
+    return {
+        "path": [r["job"] for r in path],
+        "gaps": gaps,
+        "gap_seconds": round(sum(g["seconds"] for g in gaps), 2),
+        "run_seconds": {r["job"]: r["seconds"] for r in path},
+        "work_seconds": round(work, 2),
+        "overhead_seconds": round(wall - work, 2),
+        "overhead_pct": round(100 * (wall - work) / wall, 1) if wall else None,
+        "parent_seconds": by_job.get("margin_job_of_jobs", {}).get("seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.chain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--engine", choices=("sail", "spark"), default="sail")
+    parser.add_argument("--workdir", type=Path, default=None, help="data root (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    out = args.out or REPO / "benchmarks" / "results" / f"chain_{args.engine}.json"
+    root = (args.workdir or Path(tempfile.mkdtemp(prefix="chain-"))).resolve()
+    env = {**os.environ, "MARGIN_PIPELINE_ROOT": str(root), "MARGIN_PIPELINE_ENGINE": args.engine}
+    env.pop("MARGIN_PIPELINE_SPARK_REMOTE", None)
+    log = root.parent / f"{root.name}.log"
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"data root {root}; output of every command in {log}", file=sys.stderr)
+
+    def step(*words: str) -> dict[str, Any]:
+        result = timed([CLI, *words], env, log)
+        print(f"  {result['command']}: {result['seconds']} s (exit {result['exit_code']})", file=sys.stderr)
+        if result["exit_code"] != 0:
+            raise SystemExit(f"{result['command']} failed; see {log}")
+        return result
+
+    generate = step(
+        "generate", "--meters", str(args.meters), "--days", str(args.days), "--seed", str(args.seed)
+    )
+    history = step("run")
+    step("generate", "--next-day")
+    since = time.time()
+    day = step("run")
+    nothing = step("run")
+    runs = day_runs(root, since)
+    path = critical_path(runs, since, day["seconds"])
+
+    payload = {
+        "benchmark": "chain",
+        "timestamp": timestamp(),
+        "command": "python -m benchmarks.chain " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_info(("pyarrow", "deltalake", "pyspark", "pysail", "dagster")),
+        "parameters": {"meters": args.meters, "days": args.days, "seed": args.seed, "engine": args.engine},
+        "generate": generate,
+        "history_run": history,
+        "day_run": day,
+        "nothing_new_run": nothing,
+        "history_over_day": round(history["seconds"] / day["seconds"], 2),
+        "day_runs": runs,
+        "critical_path": path,
+    }
+    write_json(out, payload)
+    print_table(
+        [
+            {
+                "what": f"history ({args.days} days)",
+                "seconds": history["seconds"],
+                "peak": history["peak_rss_mb"],
+            },
+            {"what": "one more day", "seconds": day["seconds"], "peak": day["peak_rss_mb"]},
+            {"what": "nothing new", "seconds": nothing["seconds"], "peak": nothing["peak_rss_mb"]},
+        ],
+        [
+            ("what", "margin-pipeline run", "{}"),
+            ("seconds", "wall s", "{:.1f}"),
+            ("peak", "peak RSS MB", "{:.0f}"),
+        ],
+        f"chain on {args.engine}, {args.meters} meters: history / day = x{payload['history_over_day']}",
+    )
+    print_table(
+        [{"job": r["job"], "seconds": r["seconds"], "work": r["work_seconds"]} for r in runs],
+        [("job", "run of the day", ""), ("seconds", "run s", ".1f"), ("work", "work s", ".1f")],
+        f"critical path: gaps {path['gap_seconds']} s, work {path['work_seconds']} s, "
+        f"overhead {path['overhead_seconds']} s ({path['overhead_pct']}% of {day['seconds']} s)",
+    )
+    print(f"record: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
