@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         [
             ("what", "margin-pipeline run", "{}"),
-            ("seconds", "wall s", "{:.1f}"),
-            ("peak", "peak RSS MB", "{:.0f}"),
+            ("seconds", "wall s", ".1f"),
+            ("peak", "peak RSS MB", ".0f"),
         ],
         f"chain on {args.engine}, {args.meters} meters: history / day = x{payload['history_over_day']}",
     )

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from margin_pipeline.executors import IN_RUN
 from margin_pipeline.operations.maintenance import table_maintenance
 from margin_pipeline.operations.sensors import alert_on_failure, run_log_sensor, sla_sensor
 from margin_pipeline.orchestration.parent import margin_job_of_jobs
@@ -44,6 +45,7 @@ def build_definitions() -> dg.Definitions:
             run_log_sensor,
         ],
         resources=build_resources(),
+        executor=IN_RUN,
     )
 
 

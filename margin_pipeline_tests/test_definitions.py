@@ -146,6 +146,15 @@ def test_monthly_margin_fans_out_over_months_with_bounded_concurrency() -> None:
     resolved = ResolvedRunConfig.build(
         job, {"ops": {"gold__monthly_margin": {"config": {"substrate_version": 3}}}}
     )
-    assert resolved.execution.execution_engine_name == "multiprocess"
+    assert resolved.execution.execution_engine_name == "side_by_side"
     assert resolved.execution.execution_engine_config["max_concurrent"] == MONTH_CONCURRENCY
     assert resolved.ops["gold__monthly_margin.margin_months"].config["substrate_version"] == 3
+
+
+def test_only_jobs_whose_steps_overlap_start_step_processes() -> None:
+    """A step process costs a Python start and an import of the code location: the one-step jobs run
+    their step in the run's process; the parent and monthly fork theirs from a preloaded forkserver."""
+    executors = {job.name: job.executor_def.name for job in defs.resolve_all_job_defs()}
+    side_by_side = {"margin_job_of_jobs", "monthly_stream"}
+    assert {name for name, executor in executors.items() if executor == "side_by_side"} == side_by_side
+    assert all(executors[name] == "in_process" for name in executors.keys() - side_by_side), executors

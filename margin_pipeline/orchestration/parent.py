@@ -26,6 +26,7 @@ from dagster._core.origin import JobPythonOrigin
 from dagster._core.remote_origin import RemoteJobOrigin
 from pydantic import Field
 
+from margin_pipeline.executors import side_by_side
 from margin_pipeline.operations.sla import PARENT_MAX_RUNTIME
 from margin_pipeline.orchestration.progress import stream_progress
 from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, SUBSTRATE_VERSION_TAG, is_finished, report
@@ -229,6 +230,7 @@ def _totals(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     description="The job of jobs: pins substrate version N, runs settlement and half_hourly side by side "
     "and monthly after both, each as its own child run; the watermark gate then publishes hh_margin.",
     tags={STREAM_TAG: "parent", "dagster/max_runtime": str(int(PARENT_MAX_RUNTIME.total_seconds()))},
+    executor_def=side_by_side(max_concurrent=2),  # settlement beside half_hourly
 )
 def margin_job_of_jobs():
     plan = pin_substrate()

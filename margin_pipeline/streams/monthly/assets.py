@@ -1,7 +1,6 @@
 """The monthly stream's job and its day-ledger asset (plans: :mod:`.plan`; the margin: :mod:`.margin`)."""
 
-import dagster as dg
-
+from margin_pipeline.executors import side_by_side
 from margin_pipeline.streams.monthly.plan import LEDGER, STREAM
 from margin_pipeline.streams.monthly.profile import MONTH_CONCURRENCY
 from margin_pipeline.streams.shared.assets import stream_asset, stream_job
@@ -17,6 +16,5 @@ monthly_stream = stream_job(
     STREAM,
     "Monthly stream: per-MPAN-day ledger, then monthly margin per account, one step per affected month "
     f"(at most execution.config.max_concurrent at once, default {MONTH_CONCURRENCY}).",
-    executor_def=dg.multiprocess_executor,
-    config={"execution": {"config": {"max_concurrent": MONTH_CONCURRENCY}}},
+    executor_def=side_by_side(MONTH_CONCURRENCY),
 )
