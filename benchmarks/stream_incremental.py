@@ -238,7 +238,7 @@ METADATA_KEYS = (
 
 
 def run_streams(
-    store: DeltaRsStore, pyspark: Any, pin: int, full_rebuild: bool = False, label: str = ""
+    store: DeltaRsStore, engine: Any, pin: int, full_rebuild: bool = False, label: str = ""
 ) -> list[dict[str, Any]]:
     """Materialize each stream asset on its own (dependency order), pinned at substrate version ``pin``."""
     import dagster as dg
@@ -249,9 +249,7 @@ def run_streams(
         run_config = {"ops": {asset.node_def.name: {"config": config}}}
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
-        result = dg.materialize(
-            [asset], resources={"store": store, "pyspark": pyspark}, run_config=run_config
-        )
+        result = dg.materialize([asset], resources={"store": store, "spark": engine}, run_config=run_config)
         seconds = time.perf_counter() - started
         if not result.success:
             raise RuntimeError(f"{asset.key.to_user_string()} failed ({label})")
@@ -297,15 +295,10 @@ def proxy_full(incremental: list[dict[str, Any]], history: list[dict[str, Any]])
     ]
 
 
-def warm_spark(config: dict[str, Any]) -> float:
-    """Start the process's one Spark session before anything is timed (LazyPySparkResource reuses it)."""
-    from pyspark.sql import SparkSession
-
+def warm_engine(engine: Any) -> float:
+    """Start the engine (and its session) before anything is timed; the resource keeps the session."""
     started = time.perf_counter()
-    builder = SparkSession.builder
-    for key, value in config.items():
-        builder = builder.config(key, value)
-    builder.getOrCreate()
+    engine.spark_session.range(1).count()
     return time.perf_counter() - started
 
 
@@ -362,10 +355,9 @@ def attribution(incremental: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from dagster_pyspark import LazyPySparkResource
+    from margin_pipeline.engines import LOCAL_SPARK_CONFIG, SparkEngine
 
-    from margin_pipeline.resources import LOCAL_SPARK_CONFIG
-
+    engine = SparkEngine()
     lengths = sorted(set(args.days))
     scenario = Scenario(meters=args.meters, days=lengths[-1], seed=args.seed)
     if args.data_root:
@@ -377,13 +369,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "benchmark": NAME,
         "timestamp": timestamp(),
-        "machine": machine_info(("pyarrow", "deltalake", "pyspark", "dagster", "numpy")),
+        "machine": machine_info(("pyarrow", "deltalake", "pyspark", "pysail", "dagster", "numpy")),
         "parameters": {
             "meters": args.meters,
             "days": lengths,
             "seed": args.seed,
             "scenario": scenario.to_json(),
-            "spark_config": LOCAL_SPARK_CONFIG,
+            "engine": engine.engine,
+            "spark_config": LOCAL_SPARK_CONFIG if engine.engine == "spark" else None,
             "materialize": "one dg.materialize per asset, dependency order, pinned substrate_version",
         },
         "results": [],
@@ -400,15 +393,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
         if args.prepare_only:
             return payload
-        pyspark = LazyPySparkResource(spark_config=LOCAL_SPARK_CONFIG)
-        payload["spark_start_seconds"] = warm_spark(LOCAL_SPARK_CONFIG)
+        payload["engine_start_seconds"] = warm_engine(engine)
         for days in lengths:
             by_day = recorded_days(store, days + 1, wait=args.attach)
             history, day = by_day[days - 1], by_day[days]
             log(f"D={days}: history = as-of days 0..{days - 1} (N={history['substrate_version']})")
             started = time.perf_counter()
             history_runs = run_streams(
-                store, pyspark, history["substrate_version"], full_rebuild=True, label="history"
+                store, engine, history["substrate_version"], full_rebuild=True, label="history"
             )
             history_seconds = time.perf_counter() - started
             published = publication(store, history["tables"], day["tables"])
@@ -417,12 +409,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"D={days}: day {days} publishes {vol.get('new_dates')} + restated "
                 f"{vol.get('restated_runs')} ({vol.get('cf_rows', 0):,} volumes CF rows)"
             )
-            incremental = run_streams(store, pyspark, day["substrate_version"], label="incremental")
+            incremental = run_streams(store, engine, day["substrate_version"], label="incremental")
             if args.skip_full:
                 full = proxy_full(incremental, history_runs)
             else:
                 full_store = fresh_lake(root, workdir, f"full-{days}")
-                full = run_streams(full_store, pyspark, day["substrate_version"], label="full")
+                full = run_streams(full_store, engine, day["substrate_version"], label="full")
                 shutil.rmtree(workdir / f"full-{days}", ignore_errors=True)
             result = {
                 "days": days,

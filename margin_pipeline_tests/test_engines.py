@@ -141,3 +141,54 @@ def test_sail_reading_delta_files_itself_loses_partition_values(tmp_path: Path, 
     direct = spark.read.schema(schema).option("basePath", store.uri(spec)).parquet(*files).collect()
     assert [(r.meter, r.day) for r in direct] == [("m1", None)]
     assert [(r.meter, r.day) for r in store.read(spark, spec).collect()] == [("m1", day)]
+
+
+def test_large_reads_reach_the_engine_through_a_staged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark
+) -> None:
+    """Past INLINE_ARROW_BYTES a read streams into a Parquet file the engine reads (a plan may not
+    exceed 128 MiB): the same rows, types and partition values as the inline path."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from margin_pipeline.store import TableSpec, delta_rs
+    from margin_pipeline.store.base import with_delete_flag
+
+    spec = TableSpec(
+        "test/readings",
+        pa.schema(
+            [
+                pa.field("meter", pa.string(), False),
+                pa.field("day", pa.date32(), False),
+                pa.field("kwh", pa.float64()),
+            ]
+        ),
+        key=("meter", "day"),
+        partition_by=("day",),
+    )
+    store = delta_rs.DeltaRsStore(lake_root=str(tmp_path))
+    days = [dt.date(2025, 10, 1), dt.date(2025, 10, 2)]
+    rows = pa.table(
+        {
+            "meter": [f"m{i}" for i in range(200)],
+            "day": [days[i % 2] for i in range(200)],
+            "kwh": [0.5] * 200,
+        },
+        schema=spec.schema,
+    )
+    store.merge(spec, with_delete_flag(rows, spec, delete=False))
+
+    def collected(frame) -> list[tuple]:
+        return sorted((r.meter, r.day, r.kwh) for r in frame.collect())
+
+    inline = store.read(spark, spec)
+    monkeypatch.setattr(delta_rs, "INLINE_ARROW_BYTES", 0)
+    staged = store.read(spark, spec)
+    assert "parquet" in staged.inputFiles()[0], "the large path reads a staged file"
+    assert (
+        collected(staged)
+        == collected(inline)
+        == sorted(rows.to_pylist() and [tuple(r.values()) for r in rows.to_pylist()])
+    )
+    assert staged.schema == inline.schema

@@ -13,18 +13,21 @@ process or a spawned one (Dagster's multiprocess executor spawns).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import PrivateAttr
 
+from margin_pipeline.engines import staging_path
 from margin_pipeline.store.base import (
     TABLE_PROPERTIES,
     ChangeFeed,
@@ -71,13 +74,47 @@ def spark_safe(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+#: Arrow up to this size goes to the engine inline, in the query plan; larger data is staged as a
+#: Parquet file on local disk that the engine reads. An inline relation travels in every plan
+#: that uses it, and Spark Connect refuses a plan over 128 MiB (a day's ledger at 1,000 meters
+#: joined several 32 MiB pieces into 151 MiB); Sail never moves a large local relation out of the
+#: plan itself (its cache threshold is 2^31 - 1).
+INLINE_ARROW_BYTES = 4 * 1024 * 1024
+
+
 def arrow_to_spark(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """``table`` as a DataFrame on ``spark``'s engine, in the types every engine reads alike."""
+    return batches_to_spark(spark, table.schema, table.to_batches())
+
+
+def batches_to_spark(spark: SparkSession, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> DataFrame:
+    """Arrow record batches, cast to ``schema`` (in :func:`spark_safe` types), as a DataFrame, holding
+    at most :data:`INLINE_ARROW_BYTES` of them in memory: small data goes inline in the plan; past
+    that, the batches stream into a staged Parquet file the engine reads."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    table = spark_safe(table)
-    if table.num_rows == 0:
-        return spark.createDataFrame([], from_arrow_schema(table.schema))
-    return spark.createDataFrame(table)
+    target = spark_safe(schema.empty_table()).schema
+    held: list[pa.Table] = []
+    size = 0
+    tables = (pa.Table.from_batches([b]).cast(target) for b in batches)
+    for table in tables:
+        held.append(table)
+        size += table.nbytes
+        if size > INLINE_ARROW_BYTES:
+            path = _stage(target, itertools.chain(held, tables))
+            return spark.read.schema(from_arrow_schema(target)).parquet(path)
+    if not held or not sum(t.num_rows for t in held):
+        return spark.createDataFrame([], from_arrow_schema(target))
+    return spark.createDataFrame(pa.concat_tables(held))
+
+
+def _stage(schema: pa.Schema, tables: Iterable[pa.Table]) -> str:
+    """Write ``tables`` (of ``schema``) to a new Parquet file in the process's staging folder."""
+    path = staging_path(".parquet")
+    with pq.ParquetWriter(path, schema) as writer:
+        for table in tables:
+            writer.write_table(table)
+    return path
 
 
 #: Snapshots of pinned versions kept open per store (a run reads a few tables at a few versions,
@@ -171,8 +208,11 @@ class DeltaRsStore(DeltaStore):
         self, spark: SparkSession, spec: TableSpec, version: int | None = None, where: str | None = None
     ) -> DataFrame:
         """Snapshot handed to the engine as Arrow, read by delta-rs from the files ``where`` keeps
-        (pruned by partition values and file statistics; the caller filters the rows)."""
-        return arrow_to_spark(spark, self.read_arrow(spec, version, where))
+        (pruned by partition values and file statistics; the caller filters the rows), batch by batch
+        so a large read never sits in memory whole."""
+        dataset = self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
+        batches = (b.select(spec.schema.names) for b in dataset.to_batches(columns=list(spec.schema.names)))
+        return batches_to_spark(spark, spec.schema, batches)
 
     def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         changes = self.read_changes_arrow(spec, after, up_to)
