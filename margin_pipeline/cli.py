@@ -81,6 +81,7 @@ def _engine_or_exit() -> str | None:
 
 def _ui(root: Path, port: int) -> int:
     """``dagster dev`` on 127.0.0.1, with one warm engine that every run it launches connects to."""
+    import signal
     import subprocess
 
     from margin_pipeline.engines import shared_engine
@@ -94,10 +95,13 @@ def _ui(root: Path, port: int) -> int:
     with shared_engine(engine) as url:
         print(f"engine: {engine}" + (f", serving every run at {url}" if url else ""), flush=True)
         process = subprocess.Popen([dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", workspace])
-        try:
-            return process.wait()
-        except KeyboardInterrupt:  # the terminal's Ctrl-C reached dagster dev too: let it shut down
-            return process.wait()
+
+        def forward(signum: int, _frame: object) -> None:  # stop dagster dev first, then the engine
+            process.send_signal(signum)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        return process.wait()
 
 
 def _generate(root: Path, args: argparse.Namespace) -> int:
