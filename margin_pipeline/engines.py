@@ -24,14 +24,10 @@ Choose with the ``spark`` resource's ``engine`` config or ``$MARGIN_PIPELINE_ENG
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import shutil
 import socket
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlparse
@@ -68,19 +64,6 @@ LOCAL_SPARK_CONFIG: dict[str, Any] = {
 
 class EngineError(ValueError):
     pass
-
-
-_STAGING: str | None = None
-
-
-def staging_path(suffix: str = "") -> str:
-    """A new path under this process's staging folder on local disk, which both engines read and
-    write; the folder is removed when the process exits (DataFrames read it lazily until then)."""
-    global _STAGING
-    if _STAGING is None:
-        _STAGING = tempfile.mkdtemp(prefix="margin-pipeline-stage-")
-        atexit.register(shutil.rmtree, _STAGING, True)
-    return os.path.join(_STAGING, uuid.uuid4().hex + suffix)
 
 
 def engine_from_env() -> EngineName:

@@ -7,14 +7,20 @@ MERGE. Both directions cast to the table's declared schema in one place
 (:func:`arrow_to_spark`, :meth:`DeltaRsStore.merge`), so every engine sees and writes
 the same types.
 
-delta-rs panics in forked children: anything that calls it must run in the main
-process or a spawned one (Dagster's multiprocess executor spawns).
+delta-rs panics in a child forked after it ran: anything that calls it must run in a fresh
+process, or in one forked from a process that never touched it (the forkserver of
+:mod:`margin_pipeline.executors` only imports the code location).
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import os
+import shutil
+import tempfile
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,7 +33,6 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import PrivateAttr
 
-from margin_pipeline.engines import staging_path
 from margin_pipeline.store.base import (
     TABLE_PROPERTIES,
     ChangeFeed,
@@ -109,12 +114,20 @@ def batches_to_spark(spark: SparkSession, schema: pa.Schema, batches: Iterable[p
 
 
 def _stage(schema: pa.Schema, tables: Iterable[pa.Table]) -> str:
-    """Write ``tables`` (of ``schema``) to a new Parquet file in the process's staging folder."""
-    path = staging_path(".parquet")
+    """Write ``tables`` (of ``schema``) to a new Parquet file in this process's staging folder on local
+    disk, removed when the process exits (the engine reads the file lazily, so it lives until then)."""
+    global _STAGING
+    if _STAGING is None:
+        _STAGING = tempfile.mkdtemp(prefix="margin-pipeline-stage-")
+        atexit.register(shutil.rmtree, _STAGING, True)
+    path = os.path.join(_STAGING, f"{uuid.uuid4().hex}.parquet")
     with pq.ParquetWriter(path, schema) as writer:
         for table in tables:
             writer.write_table(table)
     return path
+
+
+_STAGING: str | None = None
 
 
 #: Snapshots of pinned versions kept open per store (a run reads a few tables at a few versions,
@@ -198,11 +211,9 @@ class DeltaRsStore(DeltaStore):
 
         ``where`` only prunes files: it is exact on partition columns, otherwise filter the rows.
         """
-        dataset = self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
         names = columns or list(spec.schema.names)
-        return spark_safe(dataset.to_table(columns=names)).cast(
-            pa.schema([spec.schema.field(c) for c in names])
-        )
+        table = self._pruned(spec, version, where).to_table(columns=names)
+        return spark_safe(table).cast(pa.schema([spec.schema.field(c) for c in names]))
 
     def read(
         self, spark: SparkSession, spec: TableSpec, version: int | None = None, where: str | None = None
@@ -210,9 +221,13 @@ class DeltaRsStore(DeltaStore):
         """Snapshot handed to the engine as Arrow, read by delta-rs from the files ``where`` keeps
         (pruned by partition values and file statistics; the caller filters the rows), batch by batch
         so a large read never sits in memory whole."""
-        dataset = self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
-        batches = (b.select(spec.schema.names) for b in dataset.to_batches(columns=list(spec.schema.names)))
+        names = list(spec.schema.names)
+        batches = (b.select(names) for b in self._pruned(spec, version, where).to_batches(columns=names))
         return batches_to_spark(spark, spec.schema, batches)
+
+    def _pruned(self, spec: TableSpec, version: int | None, where: str | None) -> Any:
+        """The files of ``spec`` at ``version`` that ``where`` keeps, as a pyarrow dataset."""
+        return self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
 
     def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         changes = self.read_changes_arrow(spec, after, up_to)

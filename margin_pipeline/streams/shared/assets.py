@@ -107,9 +107,16 @@ def run_output(
     plus ``engine``: where it ran (``sail`` or ``spark`` in this process, or the remote engine)."""
     if profile.engine == "local":
         metadata = refresh_output(spark.spark_session, store, profile, out, context.run_id, context.log)
-        return {"engine": spark.engine, **metadata}
-    context.log.info(f"{out.consumer}: refreshing {out.output.name} on engine {profile.engine}")
-    return {"engine": profile.engine, **refresh_remote(context, profile, out.output.name, store.lake_root)}
+    else:
+        context.log.info(f"{out.consumer}: refreshing {out.output.name} on engine {profile.engine}")
+        metadata = refresh_remote(context, profile, out.output.name, store.lake_root)
+    return {"engine": ran_on(profile, spark), **metadata}
+
+
+def ran_on(profile: Any, spark: SparkEngine) -> str:
+    """Where a refresh with ``profile`` runs: the ``spark`` resource's engine in this process (``sail``
+    or ``spark``), else the profile's remote engine (``pipes_subprocess``, ``databricks``)."""
+    return spark.engine if profile.engine == "local" else profile.engine
 
 
 def stream_job(name: str, stream: str, description: str, **job_args: Any):
