@@ -207,13 +207,9 @@ def recorded_days(store: DeltaRsStore, needed: int, wait: bool) -> dict[int, dic
 
 def assets() -> list[Any]:
     """The five stream assets in dependency order (as the incremental-equals-full test runs them)."""
-    from margin_pipeline.reconciled.assets import hh_margin_asset
-    from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-    from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-    from margin_pipeline.streams.monthly.margin import monthly_margin_asset
-    from margin_pipeline.streams.settlement.assets import settlement_cost_hh
+    from margin_pipeline.defs.streams.assets import ASSETS
 
-    return [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
+    return list(ASSETS.values())
 
 
 METADATA_KEYS = (

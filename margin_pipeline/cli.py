@@ -6,6 +6,7 @@
     margin-pipeline plan --changed prices                       # which assets and jobs a change runs
     margin-pipeline reexecute RUN_ID                            # repair: re-run a failed run from failure
     margin-pipeline summary                                     # what the lake holds
+    eval "$(margin-pipeline env)"                               # dagster and dg: the same instance
 
 Runs are recorded in the Dagster instance under ``$MARGIN_PIPELINE_ROOT/dagster``,
 so they show in the UI (``make ui``) beside the ones sensors launch.
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from margin_pipeline.settings import REPO_ROOT, DataRoot, default_root, prepare_dagster_home
+from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot, default_root, prepare_dagster_home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     again = sub.add_parser("reexecute", help="re-execute a failed run from failure (the UI's button)")
     again.add_argument("run_id")
     sub.add_parser("summary", help="print what the lake holds")
+    sub.add_parser(
+        "env",
+        help="print the exports that point `dagster` and `dg` at this data root's instance "
+        '(use: eval "$(margin-pipeline env)")',
+    )
     ui = sub.add_parser("ui", help="serve the Dagster UI (dagster dev) on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
 
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return _reexecute(root, args.run_id)
     if args.command == "ui":
         return _ui(root, args.port)
+    if args.command == "env":
+        return _env(root)
     print(render_summary(DataRoot(root=str(root))))
     return 0
 
@@ -104,6 +112,18 @@ def _ui(root: Path, port: int) -> int:
         return process.wait()
 
 
+def _env(root: Path) -> int:
+    """Prepare the instance home under ``root`` and print the shell exports that name it, so
+    ``dagster job launch``, ``dg launch`` and friends, run from a new shell, use the instance
+    ``margin-pipeline run`` and the UI use."""
+    import shlex
+
+    home = prepare_dagster_home(root)
+    print(f"export {ROOT_ENV}={shlex.quote(str(root))}")
+    print(f"export DAGSTER_HOME={shlex.quote(str(home))}")
+    return 0
+
+
 def _generate(root: Path, args: argparse.Namespace) -> int:
     from margin_pipeline.synthetic import Scenario, generate_history, generate_next_day
 
@@ -135,7 +155,7 @@ def _run(root: Path) -> int:
 
     from margin_pipeline.engines import shared_engine
     from margin_pipeline.orchestration.drive import chain_state, daemon, follow_chain, launch
-    from margin_pipeline.orchestration.parent import PARENT_JOB
+    from margin_pipeline.orchestration.runs import PARENT_JOB
 
     data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
@@ -153,7 +173,7 @@ def _run(root: Path) -> int:
         done, waiting_on = chain_state(data_root)
         if not done and "landing" not in waiting_on:  # nothing for the sensors to react to: start the parent
             print(f"{waiting_on}: launching {PARENT_JOB}")
-            launch(instance, PARENT_JOB)
+            launch(PARENT_JOB)
         outcome = follow_chain(instance, data_root, since, on_progress=lambda s: print(f"  ... {s}"))
     print()
     print(render_runs(outcome.runs))
@@ -168,7 +188,7 @@ def _run(root: Path) -> int:
 
 def _plan(table: str) -> int:
     from margin_pipeline.definitions import defs
-    from margin_pipeline.orchestration.plan import impact
+    from margin_pipeline.orchestration.impact import impact
 
     try:
         print(impact(defs, table).render())
@@ -188,7 +208,7 @@ def _reexecute(root: Path, run_id: str) -> int:
     data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
     with shared_engine(), daemon(instance, data_root.dagster_home / "daemon.log"):
-        new = reexecute_from_failure(instance, run_id)
+        new = reexecute_from_failure(run_id)
         print(f"re-executing {run_id} from failure as run {new}")
         (outcome,) = wait_for_runs(instance, [new])
     print(f"{outcome.job} run {new}: {outcome.status} {outcome.error}")

@@ -1,4 +1,4 @@
-"""The published tables of contracts.md (``lake/gold/<table>``): schemas, keys and layout.
+"""The published tables of docs/contract.md (``lake/gold/<table>``): schemas, keys and layout.
 
 Kept in one place because they are the product's interface, and because downstream
 streams (monthly, reconciled) read upstream outputs by these specs.
@@ -85,5 +85,5 @@ HH_MARGIN = TableSpec(
 )
 
 GOLD: dict[str, TableSpec] = {
-    spec.name.split("/", 1)[1]: spec for spec in (SETTLEMENT_COST_HH, HH_REVENUE, MONTHLY_MARGIN, HH_MARGIN)
+    spec.short_name: spec for spec in (SETTLEMENT_COST_HH, HH_REVENUE, MONTHLY_MARGIN, HH_MARGIN)
 }

@@ -1,6 +1,6 @@
 """Where a deployment keeps its data: one root folder, ``$MARGIN_PIPELINE_ROOT``.
 
-Layout (contracts.md): ``landing/<feed>/`` dropped files, ``quarantine/<feed>/``
+Layout (docs/contract.md, 'Data root'): ``landing/<feed>/`` dropped files, ``quarantine/<feed>/``
 rejected files with ``<file>.error.json``, ``archive/<feed>/`` files that were
 applied (kept, never deleted), ``lake/`` Delta tables (``substrate/``, ``gold/``,
 ``control/``) and ``dagster/`` the Dagster instance home.

@@ -30,18 +30,21 @@ from typing import Any
 
 import dagster as dg
 
+from margin_pipeline.defs.job_of_jobs.sensors import gate_request
+from margin_pipeline.defs.operations.sensors import failure_alert
+from margin_pipeline.defs.streams.assets import ASSETS, JOBS
 from margin_pipeline.gold import SETTLEMENT_COST_HH
 from margin_pipeline.operations.alerts import AlertsResource
-from margin_pipeline.operations.sensors import failure_alert
-from margin_pipeline.orchestration.sensors import gate_request
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.settlement import plan as settlement_plan
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh, settlement_stream
+from margin_pipeline.streams.settlement import output as settlement_output
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline_tests.helpers import csv, rows_by_key, stream_resources
+
+settlement_cost_hh = ASSETS["settlement_cost_hh"]
+settlement_stream = JOBS["settlement"]
 
 STREAM = "settlement"
 NODE = settlement_cost_hh.node_def.name
@@ -295,7 +298,7 @@ def deterministic_error_not_retried(workdir: Path, expected: dict[tuple, dict]) 
 @contextmanager
 def _patched_plan(replacement: Callable[..., Any]) -> Iterator[None]:
     """Swap the settlement output's plan (a frozen dataclass field) for the duration."""
-    out = settlement_plan.COST
+    out = settlement_output.COST
     original = out.plan
     object.__setattr__(out, "plan", replacement(original))
     try:

@@ -74,14 +74,11 @@ def stream_resources(store: DeltaRsStore, engine: SparkEngine | None = None) -> 
 
 
 def stream_assets() -> list[dg.AssetsDefinition]:
-    """The five stream assets, settlement to hh_margin (imported late: helpers stay light)."""
-    from margin_pipeline.reconciled.assets import hh_margin_asset
-    from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-    from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-    from margin_pipeline.streams.monthly.margin import monthly_margin_asset
-    from margin_pipeline.streams.settlement.assets import settlement_cost_hh
+    """The five stream assets, settlement to hh_margin, in the registry's order (imported late:
+    helpers stay light)."""
+    from margin_pipeline.defs.streams.assets import ASSETS
 
-    return [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
+    return list(ASSETS.values())
 
 
 def deployment(root: Path, scenario: Scenario = SMALL_SCENARIO) -> DeltaRsStore:

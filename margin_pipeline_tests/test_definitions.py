@@ -135,7 +135,6 @@ def test_stream_profiles_are_their_own_run_config() -> None:
 def test_monthly_margin_fans_out_over_months_with_bounded_concurrency() -> None:
     """monthly_margin is plan -> one mapped step per month -> commit, at most MONTH_CONCURRENCY at once;
     the graph still takes the stream's profile as its config, like every other stream output."""
-    from dagster._core.system_config.objects import ResolvedRunConfig
 
     from margin_pipeline.streams.monthly.profile import MONTH_CONCURRENCY
 
@@ -143,12 +142,12 @@ def test_monthly_margin_fans_out_over_months_with_bounded_concurrency() -> None:
     graph = job.graph.node_named("gold__monthly_margin").definition
     assert sorted(n.name for n in graph.nodes) == ["margin_commit", "margin_month", "margin_months"]
     assert graph.node_named("margin_months").definition.output_def_named("months").is_dynamic
-    resolved = ResolvedRunConfig.build(
+    resolved = dg.validate_run_config(
         job, {"ops": {"gold__monthly_margin": {"config": {"substrate_version": 3}}}}
     )
-    assert resolved.execution.execution_engine_name == "side_by_side"
-    assert resolved.execution.execution_engine_config["max_concurrent"] == MONTH_CONCURRENCY
-    assert resolved.ops["gold__monthly_margin.margin_months"].config["substrate_version"] == 3
+    assert list(resolved["execution"]) == ["side_by_side"]
+    assert resolved["execution"]["side_by_side"]["max_concurrent"] == MONTH_CONCURRENCY
+    assert resolved["ops"]["gold__monthly_margin.margin_months"]["config"]["substrate_version"] == 3
 
 
 def test_only_jobs_whose_steps_overlap_start_step_processes() -> None:

@@ -1,4 +1,4 @@
-"""Landing feeds of contracts.md: columns, keys, types and publication kind.
+"""Landing feeds of docs/contract.md: columns, keys, types and publication kind.
 
 Each feed lands as CSV files under ``landing/<feed>/`` and is kept in a substrate
 Delta table of the same name. ``UPSERT`` feeds merge on their key;

@@ -1,4 +1,4 @@
-"""Whole-file validation of landing CSVs against contracts.md.
+"""Whole-file validation of landing CSVs against docs/contract.md ('Validation and quarantine').
 
 :func:`read_landing_file` parses a file into a typed Arrow table or raises
 :class:`FileRejected` naming the file, the 1-based line (the header is line 1)

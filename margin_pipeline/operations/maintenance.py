@@ -26,20 +26,17 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from pydantic import Field
 
-from margin_pipeline.gold import GOLD
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.monthly.tables import DAY_LEDGER
+from margin_pipeline.streams.registry import consumed_tables, published_tables
 from margin_pipeline.streams.shared.watermarks import STREAM_WATERMARKS
 from margin_pipeline.substrate.tables import INGEST_LOG, SUBSTRATE
 
 #: Tables streams consume through their change feed, by the name watermarks use.
-CONSUMED: dict[str, TableSpec] = {
-    **SUBSTRATE,
-    **GOLD,
-    "monthly_day_ledger": DAY_LEDGER,
-}
-MAINTAINED: dict[str, TableSpec] = {**CONSUMED, "ingest_log": INGEST_LOG}
+CONSUMED: dict[str, TableSpec] = consumed_tables()
+#: Every table maintenance compacts and vacuums: the substrate, what streams consume and publish,
+#: and the ingest log.
+MAINTAINED: dict[str, TableSpec] = {**SUBSTRATE, **CONSUMED, **published_tables(), "ingest_log": INGEST_LOG}
 
 
 class MaintenanceConfig(dg.Config):
@@ -115,22 +112,3 @@ def maintain(store: DeltaRsStore, name: str, config: MaintenanceConfig, now: dt.
         snapshot_list_seconds_after=after.list_seconds,
     )
     return result
-
-
-@dg.op(description="Compact and vacuum every lake table; metadata records what each bought.")
-def maintain_tables(context: dg.OpExecutionContext, config: MaintenanceConfig, store: DeltaRsStore) -> None:
-    now = dt.datetime.now(dt.UTC)
-    for name, spec in MAINTAINED.items():
-        if store.version(spec) is None:
-            continue
-        result = maintain(store, name, config, now)
-        context.log_event(dg.AssetObservation(asset_key=spec.asset_key, metadata=result))
-        context.log.info(f"{spec.name}: {result['files_before']} -> {result['files_after']} files")
-
-
-@dg.job(
-    description="Table maintenance (OPTIMIZE + VACUUM), separate from every refresh and run on demand.",
-    tags={"margin_pipeline/stream": "maintenance"},
-)
-def table_maintenance() -> None:
-    maintain_tables()

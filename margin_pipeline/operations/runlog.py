@@ -13,11 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, SUBSTRATE_VERSION_TAG, RunReport
+from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, STREAM_TAG, SUBSTRATE_VERSION_TAG, RunReport
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.base import with_delete_flag
-from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.shared.assets import STREAM_TAG
+from margin_pipeline.store.base import DeltaStore, with_delete_flag
 
 PIPELINE_RUNS = TableSpec(
     name="control/pipeline_runs",
@@ -78,7 +76,7 @@ def _instant(seconds: float | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
 
 
-def write_runs(store: DeltaRsStore, rows: list[dict[str, Any]]) -> int:
+def write_runs(store: DeltaStore, rows: list[dict[str, Any]]) -> int:
     """MERGE ``rows`` into ``pipeline_runs``; the number of rows whose values changed."""
     if not rows:
         return 0

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
 
-from margin_pipeline.orchestration.progress import stream_progress
-from margin_pipeline.orchestration.runs import RunReport, report
-from margin_pipeline.orchestration.streams import CHILD_STREAMS, RECONCILED
+from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.progress import stream_progress
+from margin_pipeline.streams.registry import STREAMS
 from margin_pipeline.substrate.ingest import pending_files
 from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin
 
@@ -70,60 +70,75 @@ def daemon(instance: dg.DagsterInstance, log: Path) -> Iterator[bool]:
         instance.wipe_daemon_heartbeats()
 
 
-@contextlib.contextmanager
-def workspace(instance: dg.DagsterInstance):
-    """The code location of ``workspace.yaml`` as the webserver loads it (a gRPC code server)."""
-    from dagster import __version__
-    from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
+#: The code location of ``workspace.yaml`` (its one repository is the ``Definitions``).
+LOCATION = "margin_pipeline"
+REPOSITORY = "__repository__"
 
-    opts = WorkspaceOpts(workspace=(str(WORKSPACE),))
-    with get_workspace_from_cli_opts(instance, version=__version__, workspace_opts=opts) as context:
-        yield context
+LAUNCH = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) { ...Launched }
+}"""
+REEXECUTE = """
+mutation Reexecute($reexecutionParams: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $reexecutionParams) { ...Launched }
+}"""
+LAUNCHED = """
+fragment Launched on LaunchRunResult {
+  __typename
+  ... on LaunchRunSuccess { run { runId } }
+  ... on RunConfigValidationInvalid { errors { message } }
+  ... on Error { message }
+}"""
+
+
+def graphql(document: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """Run a GraphQL document against the code location of ``workspace.yaml`` and the instance of
+    ``$DAGSTER_HOME``, through the ``dagster-graphql`` command: the API the UI itself uses."""
+    command = [str(Path(sys.executable).parent / "dagster-graphql"), "-w", str(WORKSPACE)]
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "response.json"
+        variables_json = json.dumps(variables)
+        done = subprocess.run(
+            [*command, "-t", document, "-v", variables_json, "-o", str(output)],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+        )
+        if done.returncode != 0 or not output.exists():
+            raise RuntimeError(f"dagster-graphql failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        response = json.loads(output.read_text())
+    if response.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {response['errors']}")
+    return response["data"]
+
+
+def _launched(result: dict[str, Any], what: str) -> str:
+    if result["__typename"] == "LaunchRunSuccess":
+        return result["run"]["runId"]
+    reasons = [e["message"] for e in result.get("errors", [])] or [result.get("message", "")]
+    raise RuntimeError(f"{what} not launched: {result['__typename']}: {'; '.join(reasons)}")
 
 
 def launch(
-    instance: dg.DagsterInstance,
-    job_name: str,
-    run_config: dict[str, Any] | None = None,
-    tags: dict[str, str] | None = None,
+    job_name: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None
 ) -> str:
-    """Submit ``job_name`` to the instance's run queue, as ``dagster job launch`` does; returns its run id."""
-    from dagster._cli.job import execute_launch_command
-    from dagster._cli.workspace.cli_target import WorkspaceOpts
-
-    run = execute_launch_command(
-        instance=instance,
-        workspace_opts=WorkspaceOpts(workspace=(str(WORKSPACE),)),
-        job_name=job_name,
-        config_json=json.dumps(run_config or {}),
-        tags=json.dumps(tags or {}),
-    )
-    return run.run_id
+    """Submit ``job_name`` to the instance's run queue, as the UI's Launch button and ``dagster job
+    launch`` do; returns its run id."""
+    params = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job_name},
+        "runConfigData": run_config or {},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+    }
+    data = graphql(LAUNCH + LAUNCHED, {"executionParams": params})
+    return _launched(data["launchRun"], job_name)
 
 
-def reexecute_from_failure(instance: dg.DagsterInstance, run_id: str) -> str:
+def reexecute_from_failure(run_id: str) -> str:
     """Re-execute a failed run from failure (the UI's button): only failed steps and what depends on
     them run; outputs of the steps that succeeded are reused. Returns the new run's id."""
-    from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
-
-    failed = instance.get_run_by_id(run_id)
-    if failed is None or failed.remote_job_origin is None:
-        raise ValueError(f"run {run_id} is not in this instance or was not launched from a code location")
-    origin = failed.remote_job_origin
-    with workspace(instance) as context:
-        location = context.get_code_location(origin.location_name)
-        remote_job = location.get_repository(origin.repository_origin.repository_name).get_full_job(
-            failed.job_name
-        )
-        run = instance.create_reexecuted_run(
-            request_context=context,
-            parent_run=failed,
-            code_location=location,
-            remote_job=remote_job,
-            strategy=ReexecutionStrategy.FROM_FAILURE,
-        )
-        instance.submit_run(run.run_id, context)
-    return run.run_id
+    params = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
+    data = graphql(REEXECUTE + LAUNCHED, {"reexecutionParams": params})
+    return _launched(data["launchRunReexecution"], f"re-execution of {run_id}")
 
 
 def wait_for_runs(instance: dg.DagsterInstance, run_ids: list[str], timeout: float = 1800) -> list[RunReport]:
@@ -155,7 +170,7 @@ def chain_state(root: DataRoot) -> tuple[bool, str]:
     if number is None:
         return True, "nothing ingested"
     pin = resolve_pin(store, number)
-    for stream in (*CHILD_STREAMS, RECONCILED):
+    for stream in STREAMS.values():
         progress = stream_progress(store, stream, pin)
         if not progress.consumed:
             return False, progress.describe()
@@ -180,7 +195,7 @@ def follow_chain(
     idle_since: float | None = None
     last = ""
     while True:
-        runs = list(reversed(instance.get_runs(filters=RunsFilter(created_after=_utc(since)))))
+        runs = list(reversed(instance.get_runs(filters=dg.RunsFilter(created_after=_utc(since)))))
         # Statuses come from the run records; event logs are read only once the outcome is known.
         failed = [r for r in runs if r.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
         active = [r for r in runs if r.status not in FINISHED_STATUSES]

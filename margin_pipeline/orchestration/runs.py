@@ -8,10 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
+#: The job of jobs (``margin_pipeline.defs.job_of_jobs``).
+PARENT_JOB = "margin_job_of_jobs"
+#: Which stream a run belongs to (``parent``, ``ingest``, a stream's name, ``maintenance``): the
+#: instance runs one run at a time per value (``dagster.yaml``) and alerts route by it.
+STREAM_TAG = "margin_pipeline/stream"
 PARENT_RUN_TAG = "margin_pipeline/parent_run_id"
 SUBSTRATE_VERSION_TAG = "margin_pipeline/substrate_version"
+#: A run in one of these has ended.
+FINISHED_STATUSES = frozenset(
+    {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+)
 
 
 @dataclass
@@ -58,6 +66,10 @@ def report(instance: dg.DagsterInstance, run_id: str) -> RunReport:
     )
 
 
+#: Errors Dagster raises around the error of an op.
+WRAPPERS = {"DagsterExecutionStepExecutionError"}
+
+
 def _error(instance: dg.DagsterInstance, run_id: str) -> str:
     """The first step failure's message (the root cause), else the run failure's."""
     failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
@@ -65,7 +77,9 @@ def _error(instance: dg.DagsterInstance, run_id: str) -> str:
         data = entry.dagster_event.step_failure_data if entry.dagster_event else None
         if data is not None and data.error is not None:
             cause = data.error
-            while cause.cause is not None and not cause.message.strip():
+            # Dagster wraps what an op raised in a DagsterExecutionStepExecutionError ("Error occurred
+            # while executing op ..."): the op's own error, its cause, is the one that says why.
+            while cause.cause is not None and (not cause.message.strip() or cause.cls_name in WRAPPERS):
                 cause = cause.cause
             return f"step {entry.step_key}: {cause.message.strip().splitlines()[0]}"
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):

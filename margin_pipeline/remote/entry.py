@@ -18,22 +18,14 @@ import datetime as dt
 from typing import Any
 
 from dagster_pipes import (
+    PipesContextLoader,
     PipesDbfsContextLoader,
     PipesDbfsMessageWriter,
     PipesDefaultContextLoader,
     PipesDefaultMessageWriter,
+    PipesMessageWriter,
     open_dagster_pipes,
 )
-
-
-def stream_outputs() -> dict[str, Any]:
-    """Every stream output by table name (the plans: no Dagster asset definitions are imported)."""
-    from margin_pipeline.reconciled.plan import HH_MARGIN_OUTPUT
-    from margin_pipeline.streams.half_hourly.plan import REVENUE
-    from margin_pipeline.streams.monthly.plan import LEDGER
-    from margin_pipeline.streams.settlement.plan import COST
-
-    return {o.output.name: o for o in (COST, REVENUE, LEDGER, HH_MARGIN_OUTPUT)}
 
 
 def open_store(settings: dict[str, str]) -> tuple[Any, Any]:
@@ -58,21 +50,12 @@ def open_store(settings: dict[str, str]) -> tuple[Any, Any]:
 
 
 def refresh(spark: Any, store: Any, output: str, profile: dict[str, Any], run_id: str, log: Any) -> dict:
-    """Refresh ``output`` with the stream profile ``profile``; returns the materialization metadata."""
-    from margin_pipeline.gold import MONTHLY_MARGIN
+    """Refresh ``output`` (a table name) with its stream's profile ``profile``; returns the
+    materialization metadata. The registry of streams says which stream owns it and how."""
+    from margin_pipeline.streams.registry import output_of
 
-    if output == MONTHLY_MARGIN.name:
-        from margin_pipeline.streams.monthly.months import refresh_margin
-        from margin_pipeline.streams.monthly.profile import MonthlyProfile
-
-        return refresh_margin(spark, store, MonthlyProfile(**profile), run_id, log)
-    from margin_pipeline.streams.shared.runner import refresh_output
-
-    outputs = stream_outputs()
-    if output not in outputs:
-        raise ValueError(f"unknown stream output {output!r}: expected one of {sorted(outputs)}")
-    out = outputs[output]
-    return refresh_output(spark, store, out.profile(**profile), out, run_id, log)
+    stream, found = output_of(output)
+    return found.refresh(spark, store, stream.profile(**profile), run_id, log)
 
 
 def jsonable(value: Any) -> Any:
@@ -95,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         "dbfs: through DBFS, as PipesDatabricksClient does",
     )
     args = parser.parse_args(argv)
+    loader: PipesContextLoader
+    writer: PipesMessageWriter
     if args.transport == "dbfs":
         loader, writer = PipesDbfsContextLoader(), PipesDbfsMessageWriter()
     else:

@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.remote.compute import submit_task
+from margin_pipeline.streams.shared.compute import submit_task
 
 
 def refresh_remote(context: Any, profile: Any, output: str, lake_root: str) -> dict[str, Any]:

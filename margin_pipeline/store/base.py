@@ -47,6 +47,11 @@ class TableSpec:
         return tuple(n for n in self.schema.names if n not in self.key)
 
     @property
+    def short_name(self) -> str:
+        """The table's name without its layer: gold/hh_revenue -> hh_revenue (what watermarks use)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
     def asset_key(self) -> dg.AssetKey:
         """The table's Dagster asset key is its path under the lake: gold/hh_revenue -> [gold, hh_revenue]."""
         return dg.AssetKey(self.name.split("/"))

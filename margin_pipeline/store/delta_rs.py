@@ -9,7 +9,7 @@ the same types.
 
 delta-rs panics in a child forked after it ran: anything that calls it must run in a fresh
 process, or in one forked from a process that never touched it (the forkserver of
-:mod:`margin_pipeline.executors` only imports the code location).
+:mod:`margin_pipeline.defs.executors` only imports the code location).
 """
 
 from __future__ import annotations

@@ -153,8 +153,8 @@ class DeltaSparkStore(DeltaStore):
     ) -> tuple[Any, Any] | None:
         from pyspark.sql import functions as F
 
-        low, high = self.read(self._spark(), spec, version).agg(F.min(column), F.max(column)).first()
-        return None if low is None else (low, high)
+        row = self.read(self._spark(), spec, version).agg(F.min(column), F.max(column)).first()
+        return None if row is None or row[0] is None else (row[0], row[1])
 
     def replace(self, spec: TableSpec, rows: pa.Table) -> None:
         from pyspark.sql.pandas.types import from_arrow_schema

@@ -1,1 +1,1 @@
-"""Landing files -> substrate Delta tables (change feed on), per contracts.md."""
+"""Landing files -> substrate Delta tables (change feed on), per docs/contract.md."""

@@ -1,10 +1,10 @@
 """Apply one validated landing file to its substrate table, atomically (one MERGE commit).
 
 Upsert feeds merge on their key. Publication feeds (``settlement_volumes``,
-``prices``) follow contracts.md: the rows of one ``(settlement_date, run_type)`` in
-a file are a complete publication for that date; a rank at or above what is held
-replaces the date (changed values update, new keys insert, absent keys delete); a
-lower rank is stale, ignored and reported. Validity-overlap rules are checked
+``prices``) follow docs/contract.md ('Publication semantics'): the rows of one
+``(settlement_date, run_type)`` in a file are a complete publication for that date;
+a rank at or above what is held replaces the date (changed values update, new keys
+insert, absent keys delete); a lower rank is stale, ignored and reported. Validity-overlap rules are checked
 against the table *as it would be after the file*, before anything is written.
 
 The run held for each date lives in ``substrate/publication_runs``, not on the
@@ -28,8 +28,7 @@ import pyarrow.compute as pc
 from margin_pipeline.contracts.feeds import RUN_RANK, RUN_TYPES, Kind
 from margin_pipeline.contracts.validation import LINE, FileRejected, LandingFile
 from margin_pipeline.store import MergeOutcome
-from margin_pipeline.store.base import tombstones, with_delete_flag
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.base import DeltaStore, tombstones, with_delete_flag
 from margin_pipeline.substrate.tables import PUBLICATION_RUNS, SUBSTRATE
 
 
@@ -73,7 +72,7 @@ class Applied:
         return "stale" if self.stale and not self.publications else "unchanged"
 
 
-def apply_file(store: DeltaRsStore, landing: LandingFile, commit_info: dict[str, str]) -> Applied:
+def apply_file(store: DeltaStore, landing: LandingFile, commit_info: dict[str, str]) -> Applied:
     """Validate against held state and write ``landing`` to its substrate table in one commit."""
     spec = SUBSTRATE[landing.feed.name]
     store.ensure_table(spec)
@@ -86,7 +85,7 @@ def apply_file(store: DeltaRsStore, landing: LandingFile, commit_info: dict[str,
     return _apply_publications(store, landing, commit_info)
 
 
-def _apply_publications(store: DeltaRsStore, landing: LandingFile, commit_info: dict[str, str]) -> Applied:
+def _apply_publications(store: DeltaStore, landing: LandingFile, commit_info: dict[str, str]) -> Applied:
     spec = SUBSTRATE[landing.feed.name]
     rows = landing.rows
     if rows.num_rows == 0:
@@ -143,7 +142,7 @@ def _dates_predicate(dates: list[dt.date]) -> str:
     return "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(dates)) + ")"
 
 
-def _held_ranks(store: DeltaRsStore, landing: LandingFile, dates: list[dt.date]) -> dict[dt.date, int]:
+def _held_ranks(store: DeltaStore, landing: LandingFile, dates: list[dt.date]) -> dict[dt.date, int]:
     """The rank of the run held for each of ``dates`` that has one (from ``publication_runs``)."""
     store.ensure_table(PUBLICATION_RUNS)
     held = store.read_arrow(PUBLICATION_RUNS).filter(
@@ -158,7 +157,7 @@ def _held_ranks(store: DeltaRsStore, landing: LandingFile, dates: list[dt.date])
     }
 
 
-def _check_no_overlap(store: DeltaRsStore, landing: LandingFile, rule: Overlap) -> None:
+def _check_no_overlap(store: DeltaStore, landing: LandingFile, rule: Overlap) -> None:
     """Reject the file if, once applied, two rows of one group would be valid at the same time."""
     spec = SUBSTRATE[landing.feed.name]
     groups = landing.rows.select(list(rule.group)).group_by(list(rule.group), use_threads=False).aggregate([])

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from margin_pipeline.store.base import with_delete_flag
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.base import DeltaStore, with_delete_flag
 from margin_pipeline.substrate.tables import SUBSTRATE, SUBSTRATE_VERSIONS
 
 
@@ -31,14 +30,14 @@ class SubstratePin:
         return self.tables.get(feed)
 
 
-def latest_substrate_version(store: DeltaRsStore) -> int | None:
+def latest_substrate_version(store: DeltaStore) -> int | None:
     if store.version(SUBSTRATE_VERSIONS) is None:
         return None
     numbers = store.read_arrow(SUBSTRATE_VERSIONS, columns=["substrate_version"]).column("substrate_version")
     return pc.max(numbers).as_py() if len(numbers) else None
 
 
-def record_substrate_version(store: DeltaRsStore, run_id: str) -> SubstratePin:
+def record_substrate_version(store: DeltaStore, run_id: str) -> SubstratePin:
     """Record the current substrate table versions as N = latest + 1."""
     number = (latest_substrate_version(store) or 0) + 1
     tables = {feed: store.version(spec) for feed, spec in SUBSTRATE.items()}
@@ -60,7 +59,7 @@ def record_substrate_version(store: DeltaRsStore, run_id: str) -> SubstratePin:
     return SubstratePin(number, tables, now)
 
 
-def resolve_pin(store: DeltaRsStore, number: int | None = None) -> SubstratePin:
+def resolve_pin(store: DeltaStore, number: int | None = None) -> SubstratePin:
     """The pin for substrate version ``number`` (latest when None; 0 when nothing was ingested)."""
     if number is None:
         number = latest_substrate_version(store)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import SupportsIndex
 
 import numpy as np
 import pyarrow as pa
@@ -182,7 +183,9 @@ def tariffs_table() -> pa.Table:
 def supply_agreements_table(scenario: Scenario, book: Population, asof_day: int) -> pa.Table | None:
     """Agreements upserted on ``asof_day``: all open agreements on day 0, then switches and corrections."""
 
-    def agreement(m: int, tariff: int, start: dt.date, end: dt.date | None) -> tuple[object, ...]:
+    def agreement(
+        m: SupportsIndex, tariff: SupportsIndex, start: dt.date, end: dt.date | None
+    ) -> tuple[object, ...]:
         return book.account_id[m], book.mpan_core[m], TARIFFS[tariff].code, start, end
 
     if asof_day == 0:

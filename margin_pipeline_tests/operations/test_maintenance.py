@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import SETTLEMENT_COST_HH
 from margin_pipeline.operations.maintenance import MaintenanceConfig, maintain, retention_hours
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline_tests.helpers import csv, metadata_of, read
+
+settlement_cost_hh = ASSETS["settlement_cost_hh"]
 
 MPAN = "1200000000002"
 DAY = "2025-10-01"

@@ -7,11 +7,11 @@ import json
 
 import dagster as dg
 
+from margin_pipeline.defs.operations.sensors import sla_sensor
 from margin_pipeline.operations.alerts import AlertsResource
-from margin_pipeline.operations.sensors import sla_sensor
-from margin_pipeline.operations.sla import SLAS, lagging
-from margin_pipeline.orchestration.streams import STREAMS
-from margin_pipeline.streams.shared.assets import STREAM_TAG
+from margin_pipeline.orchestration.runs import STREAM_TAG
+from margin_pipeline.streams.progress import lagging
+from margin_pipeline.streams.registry import STREAMS
 from margin_pipeline.substrate.versions import resolve_pin
 from margin_pipeline_tests.helpers import csv
 
@@ -24,9 +24,9 @@ def test_lagging_streams_breach_only_after_their_own_window(publish, store) -> N
     number = publish(POINTS)
     recorded = resolve_pin(store, number).recorded_at
     assert lagging(store, now=recorded + dt.timedelta(minutes=5)) == []
-    just_past = recorded + SLAS["settlement"].freshness + dt.timedelta(minutes=1)
+    just_past = recorded + STREAMS["settlement"].sla.freshness + dt.timedelta(minutes=1)
     assert {lag.stream for lag in lagging(store, now=just_past)} == {
-        name for name, sla in SLAS.items() if sla.freshness < just_past - recorded and name in BEHIND
+        name for name, s in STREAMS.items() if s.sla.freshness < just_past - recorded and name in BEHIND
     }
     late = lagging(store, now=recorded + dt.timedelta(days=1))
     assert {lag.stream for lag in late} == BEHIND
@@ -39,7 +39,7 @@ def test_sla_sensor_alerts_once_per_stream_and_version(publish, store, tmp_path,
     alerts = AlertsResource(jsonl_path=str(sink))
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     real = lagging
-    monkeypatch.setattr("margin_pipeline.operations.sensors.lagging", lambda s: real(s, now=later))
+    monkeypatch.setattr("margin_pipeline.defs.operations.sensors.lagging", lambda s: real(s, now=later))
 
     context = dg.build_sensor_context(resources={"store": store, "alerts": alerts})
     sla_sensor(context)
@@ -55,7 +55,8 @@ def test_sla_sensor_alerts_once_per_stream_and_version(publish, store, tmp_path,
 def test_every_stream_job_carries_its_max_runtime() -> None:
     from margin_pipeline.definitions import defs
 
-    for name, sla in SLAS.items():
-        job = defs.resolve_job_def(STREAMS[name].job_name)
+    for name, stream in STREAMS.items():
+        sla = stream.sla
+        job = defs.resolve_job_def(stream.job_name)
         assert job.tags[STREAM_TAG] == name
         assert job.tags["dagster/max_runtime"] == str(int(sla.max_runtime.total_seconds()))

@@ -21,8 +21,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.storage.dagster_run import RunsFilter
 
+from margin_pipeline.defs.job_of_jobs.parent import PARENT_JOB
+from margin_pipeline.defs.job_of_jobs.sensors import gate_request
 from margin_pipeline.engines import shared_engine
 from margin_pipeline.gold import GOLD, SETTLEMENT_COST_HH
 from margin_pipeline.operations.runlog import PIPELINE_RUNS
@@ -33,9 +34,7 @@ from margin_pipeline.orchestration.drive import (
     reexecute_from_failure,
     wait_for_runs,
 )
-from margin_pipeline.orchestration.parent import PARENT_JOB
 from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, RunReport, report
-from margin_pipeline.orchestration.sensors import gate_request
 from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
@@ -83,7 +82,7 @@ def deployment(root: Path) -> Iterator[dg.DagsterInstance]:
 
 
 def children_of(instance: dg.DagsterInstance, parent_id: str) -> dict[str, RunReport]:
-    runs = instance.get_runs(filters=RunsFilter(tags={PARENT_RUN_TAG: parent_id}))
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_TAG: parent_id}))
     return {r.job_name: report(instance, r.run_id) for r in runs}
 
 
@@ -123,7 +122,7 @@ def alerts_of(data_root: DataRoot, count: int, timeout: float = 90.0) -> list[di
 
 
 def runs_of(instance: dg.DagsterInstance, job: str) -> list[RunReport]:
-    return [report(instance, r.run_id) for r in instance.get_runs(filters=RunsFilter(job_name=job))]
+    return [report(instance, r.run_id) for r in instance.get_runs(filters=dg.RunsFilter(job_name=job))]
 
 
 @dataclass
@@ -146,8 +145,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
     root = tmp_path_factory.mktemp("uninterrupted")
     with deployment(root) as instance:
         since = time.time()
-        first = launch(instance, PARENT_JOB)
-        second = launch(instance, PARENT_JOB)  # a second request while the first one runs
+        first = launch(PARENT_JOB)
+        second = launch(PARENT_JOB)  # a second request while the first one runs
         seen: set[str] = set()
         while instance.get_run_by_id(first).status.value in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED"):
             if instance.get_run_by_id(first).status == dg.DagsterRunStatus.STARTED:
@@ -259,7 +258,7 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
             data_file.rename(aside / data_file.name)
         store = DeltaRsStore(lake_root=str(DataRoot(root=str(root)).lake))
 
-        (failed,) = wait_for_runs(instance, [launch(instance, PARENT_JOB)])
+        (failed,) = wait_for_runs(instance, [launch(PARENT_JOB)])
         assert failed.status == "FAILURE"
         children = children_of(instance, failed.run_id)
         assert children["settlement_stream"].success
@@ -285,7 +284,7 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
         for data_file in aside.iterdir():  # the fault is cleared; repair
             (rates / data_file.name).write_bytes(data_file.read_bytes())
         since = time.time()
-        (repaired,) = wait_for_runs(instance, [reexecute_from_failure(instance, failed.run_id)])
+        (repaired,) = wait_for_runs(instance, [reexecute_from_failure(failed.run_id)])
         assert repaired.success, repaired.error
         assert set(children_of(instance, repaired.run_id)) == {"half_hourly_stream", "monthly_stream"}
         outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
@@ -297,7 +296,7 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
 
         # Re-running the whole parent is safe: every stream has consumed N, nothing is rewritten.
         versions = {name: store.version(spec) for name, spec in OUTPUTS.items()}
-        (rerun,) = wait_for_runs(instance, [launch(instance, PARENT_JOB)])
+        (rerun,) = wait_for_runs(instance, [launch(PARENT_JOB)])
         assert rerun.success and children_of(instance, rerun.run_id) == {}
         assert {name: store.version(spec) for name, spec in OUTPUTS.items()} == versions
         assert len(alerts_of(DataRoot(root=str(root)), 2, timeout=20)) == 1, "successful runs alert nobody"

@@ -11,16 +11,20 @@ import dagster as dg
 import pytest
 
 from margin_pipeline.definitions import defs
-from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
-from margin_pipeline.orchestration.sensors import (
+from margin_pipeline.defs.job_of_jobs.sensors import (
     STREAM_OUTPUTS,
     gate_request,
     substrate_sensor,
     watermark_gate,
 )
-from margin_pipeline.orchestration.streams import HALF_HOURLY, MONTHLY, RECONCILED, SETTLEMENT, Stream
+from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.half_hourly import HALF_HOURLY
+from margin_pipeline.streams.monthly import MONTHLY
+from margin_pipeline.streams.reconciled import RECONCILED
+from margin_pipeline.streams.settlement import SETTLEMENT
 from margin_pipeline.streams.shared.runner import source_targets
+from margin_pipeline.streams.shared.stream import Stream
 from margin_pipeline.streams.shared.watermarks import advance_watermarks
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import resolve_pin
@@ -157,6 +161,6 @@ def test_watermark_gate_sensor_acts_on_stream_publications(history, store, insta
     for stream in (SETTLEMENT, HALF_HOURLY, MONTHLY):
         consume(store, stream, 1)
     assert isinstance(sensor.tick(), dg.SkipReason), "no stream published yet"
-    sensor.materialized(MONTHLY.assets[-1].key)
+    sensor.materialized(MONTHLY.tables[-1].asset_key)
     request = sensor.tick()
     assert isinstance(request, dg.RunRequest) and request.run_key.startswith("hh_margin@1:")

@@ -6,14 +6,14 @@ import json
 
 import dagster as dg
 import pytest
-from dagster._core.system_config.objects import ResolvedRunConfig
 
 from margin_pipeline.definitions import defs
-from margin_pipeline.orchestration.parent import ParentConfig
-from margin_pipeline.orchestration.streams import CHILD_STREAMS, HALF_HOURLY, MONTHLY, SETTLEMENT
-from margin_pipeline.remote.compute import ENTRY_POINT, WHEEL_NAME, submit_task
+from margin_pipeline.defs.job_of_jobs.parent import ParentConfig
+from margin_pipeline.defs.streams.assets import run_config
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
+from margin_pipeline.streams.registry import CHILD_STREAMS, STREAMS
 from margin_pipeline.streams.settlement.profile import SettlementProfile
+from margin_pipeline.streams.shared.compute import ENTRY_POINT, WHEEL_NAME, submit_task
 
 SECRET = "dapi-not-a-real-token-0123456789"
 LAKE = "abfss://lake@account.dfs.core.windows.net/margin"
@@ -67,13 +67,13 @@ def test_switching_one_stream_to_databricks_changes_nothing_else() -> None:
     """The engine is run config: same definitions, same parent graph, the other children's configs equal."""
     default = ParentConfig()
     switched = ParentConfig(settlement=SettlementProfile(engine="databricks", databricks={"lake_root": LAKE}))
-    for stream in (HALF_HOURLY, MONTHLY):
+    for stream in (STREAMS["half_hourly"], STREAMS["monthly"]):
         before, after = getattr(default, stream.name), getattr(switched, stream.name)
-        assert stream.run_config(after) == stream.run_config(before), stream.name
-    config = SETTLEMENT.run_config(switched.settlement)
-    job = defs.resolve_job_def(SETTLEMENT.job_name)
-    resolved = ResolvedRunConfig.build(job, config)  # the launchpad accepts it as it is
-    assert resolved.ops["gold__settlement_cost_hh"].config["engine"] == "databricks"
+        assert run_config(stream, after) == run_config(stream, before), stream.name
+    config = run_config(STREAMS["settlement"], switched.settlement)
+    job = defs.resolve_job_def(STREAMS["settlement"].job_name)
+    resolved = dg.validate_run_config(job, config)  # the launchpad accepts it as it is
+    assert resolved["ops"]["gold__settlement_cost_hh"]["config"]["engine"] == "databricks"
     for stream in CHILD_STREAMS:  # each job is defined once, whatever its engine
         assert defs.resolve_job_def(stream.job_name).tags["margin_pipeline/stream"] == stream.name
 
@@ -92,8 +92,9 @@ class Block:
             raise ImportError(f"{name} is not on a job cluster")
 sys.meta_path.insert(0, Block())
 from margin_pipeline.remote import entry
+from margin_pipeline.streams.registry import STREAMS
 from margin_pipeline.streams.monthly.months import refresh_margin
-print(sorted(entry.stream_outputs()))
+print(sorted(o.table.name for s in STREAMS.values() for o in s.outputs))
 """
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -7,9 +7,11 @@ import datetime as dt
 import pytest
 
 from margin_pipeline.contracts.calendar import period_start_utc, periods_in_day
+from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import HH_REVENUE
-from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
 from margin_pipeline_tests.helpers import csv, metadata_of, read
+
+hh_revenue_asset = ASSETS["hh_revenue"]
 
 HH, FLAT = "1200000000002", "1300000000007"  # check digits: 13 % 11 % 10 = 2; 18 % 11 % 10 = 7
 DAY = dt.date(2025, 10, 1)  # BST, 48 periods; period 35 starts 16:00Z

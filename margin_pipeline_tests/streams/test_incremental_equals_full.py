@@ -31,21 +31,23 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
+from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import GOLD
-from margin_pipeline.reconciled.assets import hh_margin_asset
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.base import with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-from margin_pipeline.streams.monthly.margin import monthly_margin_asset
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline.streams.shared.watermarks import OUTPUT_PREFIX, STREAM_WATERMARKS
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history
 from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key, stream_resources
+
+hh_margin_asset = ASSETS["hh_margin"]
+hh_revenue_asset = ASSETS["hh_revenue"]
+monthly_day_ledger = ASSETS["monthly_day_ledger"]
+monthly_margin_asset = ASSETS["monthly_margin"]
+settlement_cost_hh = ASSETS["settlement_cost_hh"]
 
 ASSETS = [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset, hh_margin_asset]
 OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}

@@ -6,13 +6,15 @@ import datetime as dt
 
 import pytest
 
+from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import MONTHLY_MARGIN, SETTLEMENT_COST_HH
-from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-from margin_pipeline.streams.monthly.margin import monthly_margin_asset
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline_tests.helpers import csv, metadata_of, read
 from margin_pipeline_tests.streams.test_half_hourly import RATES, hh_rates
+
+hh_revenue_asset = ASSETS["hh_revenue"]
+monthly_day_ledger = ASSETS["monthly_day_ledger"]
+monthly_margin_asset = ASSETS["monthly_margin"]
+settlement_cost_hh = ASSETS["settlement_cost_hh"]
 
 HH, FLAT = "1200000000002", "1300000000007"
 DAY = dt.date(2025, 10, 1)
@@ -106,7 +108,9 @@ def test_restatement_with_unchanged_values_moves_only_the_run(publish, materiali
     """A later run with identical kWh (here RF -> DF) changes one row of publication_runs. settlement
     and the ledger re-stamp their rows of the date in place; the ledger and hh_margin leave the cost
     re-stamp out of the change feed they read, so nothing is recomputed downstream of the run."""
-    from margin_pipeline.reconciled.assets import hh_margin_asset
+    from margin_pipeline.defs.streams.assets import ASSETS
+
+    hh_margin_asset = ASSETS["hh_margin"]
     from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 
     publish(FEEDS)

@@ -8,15 +8,17 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store.base import with_delete_flag
-from margin_pipeline.streams.half_hourly.assets import hh_revenue_asset
-from margin_pipeline.streams.monthly.assets import monthly_day_ledger
-from margin_pipeline.streams.monthly.margin import monthly_margin_asset
 from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline_tests.helpers import csv, metadata_of, rows_by_key
+
+hh_revenue_asset = ASSETS["hh_revenue"]
+monthly_day_ledger = ASSETS["monthly_day_ledger"]
+monthly_margin_asset = ASSETS["monthly_margin"]
+settlement_cost_hh = ASSETS["settlement_cost_hh"]
 
 STREAMS = [settlement_cost_hh, hh_revenue_asset, monthly_day_ledger, monthly_margin_asset]
 NODE = monthly_margin_asset.node_def.name

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import SETTLEMENT_COST_HH
-from margin_pipeline.streams.settlement.assets import settlement_cost_hh
 from margin_pipeline_tests.helpers import csv, metadata_of, read
+
+settlement_cost_hh = ASSETS["settlement_cost_hh"]
 
 MPAN = "1200000000002"  # 1x3 + 2x5 = 13; 13 % 11 % 10 = 2
 DAY = "2025-10-01"  # BST: local midnight is 2025-09-30T23:00Z, 48 periods

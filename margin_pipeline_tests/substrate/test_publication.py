@@ -1,4 +1,4 @@
-"""Publication semantics of settlement_volumes and prices (contracts.md): the rows of one
+"""Publication semantics of settlement_volumes and prices (docs/contract.md): the rows of one
 (settlement_date, run_type) in a file are a complete publication for that date; a rank at or above
 what is held replaces the date with minimal change-feed rows; a lower rank is stale and ignored.
 

@@ -6,8 +6,8 @@ import os
 
 import dagster as dg
 
+from margin_pipeline.defs.ingest.sensor import landing_sensor
 from margin_pipeline.settings import DataRoot
-from margin_pipeline.substrate.sensor import landing_sensor
 from margin_pipeline_tests.conftest import Drop
 
 

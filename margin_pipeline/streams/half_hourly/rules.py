@@ -1,4 +1,4 @@
-"""Half-hourly revenue, as pure DataFrame functions (contracts.md, "Revenue", HH tariffs).
+"""Half-hourly revenue, as pure DataFrame functions (docs/contract.md, "Half-hourly revenue").
 
 For an MPAN-date covered by an agreement whose tariff bills ``HH``:
 

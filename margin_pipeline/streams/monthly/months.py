@@ -19,17 +19,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from margin_pipeline.gold import MONTHLY_MARGIN
-from margin_pipeline.operations.quality import MONTHLY_MARGIN_CHECKS, CheckOutcome, CheckScope, run_checks
-from margin_pipeline.operations.rollback import Rollback, recover, rollback
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.delta_rs import DeltaRsStore, arrow_to_spark
-from margin_pipeline.streams.monthly.plan import STREAM
+from margin_pipeline.store.base import DeltaStore
+from margin_pipeline.store.delta_rs import arrow_to_spark
+from margin_pipeline.streams.monthly.output import STREAM
 from margin_pipeline.streams.monthly.profile import MonthlyProfile, months_between, next_month
 from margin_pipeline.streams.monthly.rules import monthly_margin
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.calendar import month_start
 from margin_pipeline.streams.shared.changes import union_all
 from margin_pipeline.streams.shared.fanout import agreement_changes
+from margin_pipeline.streams.shared.quality import MONTHLY_MARGIN_CHECKS, CheckOutcome, CheckScope, run_checks
+from margin_pipeline.streams.shared.rollback import Rollback, recover, rollback
 from margin_pipeline.streams.shared.runner import BEFORE_FIRST_VERSION, Source, StreamRun, with_outcome
 from margin_pipeline.streams.shared.watermarks import advance_watermarks, read_watermarks
 from margin_pipeline.substrate.tables import SUBSTRATE
@@ -95,7 +96,7 @@ class MonthResult:
 
 
 def plan_margin(
-    spark: SparkSession, store: DeltaRsStore, profile: MonthlyProfile, run_id: str, log: Any
+    spark: SparkSession, store: DeltaStore, profile: MonthlyProfile, run_id: str, log: Any
 ) -> tuple[MarginPlan, list[MonthTask]]:
     """Reduce the change feeds (or the backfill's months) to the months to recompute, and keep their scope."""
     started_at = time.time()
@@ -155,7 +156,7 @@ def plan_margin(
 
 
 def refresh_margin(
-    spark: SparkSession, store: DeltaRsStore, profile: MonthlyProfile, run_id: str, log: Any
+    spark: SparkSession, store: DeltaStore, profile: MonthlyProfile, run_id: str, log: Any
 ) -> dict[str, Any]:
     """The whole for-each in one process, month after month (what a remote engine runs)."""
     plan, tasks = plan_margin(spark, store, profile, run_id, log)
@@ -180,18 +181,18 @@ def _affected_months(run: StreamRun) -> DataFrame:
     return union_all(parts).where(F.col("account_id").isNotNull()).distinct()
 
 
-def _all_months(store: DeltaRsStore, ledger_version: int) -> list[dt.date]:
+def _all_months(store: DeltaStore, ledger_version: int) -> list[dt.date]:
     """Every month the ledger (at the pinned version) or the published output holds (from statistics)."""
     bounds = [_ledger_bounds(store, ledger_version)]
     if store.version(MONTHLY_MARGIN) is not None:
         bounds.append(store.column_bounds(MONTHLY_MARGIN, "month"))
-    bounds = [b for b in bounds if b is not None]
-    if not bounds:
+    known = [b for b in bounds if b is not None]
+    if not known:
         return []
-    return months_between(min(b[0] for b in bounds), max(b[1] for b in bounds))
+    return months_between(min(b[0] for b in known), max(b[1] for b in known))
 
 
-def _ledger_bounds(store: DeltaRsStore, version: int) -> tuple[dt.date, dt.date] | None:
+def _ledger_bounds(store: DeltaStore, version: int) -> tuple[dt.date, dt.date] | None:
     """First and last settlement date of the ledger at ``version`` (statistics only); None if none."""
     if version == BEFORE_FIRST_VERSION:
         return None
@@ -210,7 +211,7 @@ def _scope_rows(run_id: str, keys: DataFrame) -> pa.Table:
 
 
 def recompute_month(
-    spark: SparkSession, store: DeltaRsStore, task: MonthTask, run_id: str, log: Any
+    spark: SparkSession, store: DeltaStore, task: MonthTask, run_id: str, log: Any
 ) -> MonthResult:
     """Recompute the scope of one month from the ledger at the plan's versions and merge it."""
     for key, value in task.spark_conf.items():
@@ -265,7 +266,7 @@ def recompute_month(
 
 def commit_margin(
     spark: SparkSession,
-    store: DeltaRsStore,
+    store: DeltaStore,
     plan: MarginPlan,
     months: list[MonthResult],
     run_id: str,
@@ -294,7 +295,7 @@ def commit_margin(
             if plan.advance
             else (current.versions, current.substrate_version)  # a backfill records only the output
         )
-        outputs = {MONTHLY_MARGIN.name: store.version(MONTHLY_MARGIN)}
+        outputs = {MONTHLY_MARGIN.name: store.ensure_table(MONTHLY_MARGIN)}
         advance_watermarks(store, MARGIN_WATERMARK, versions, number, run_id, outputs)
     metadata = with_outcome(combine(plan, months), outcomes, plan.recovered, undone)
     log.info(
@@ -306,7 +307,7 @@ def commit_margin(
     return metadata
 
 
-def _check_scope(spark: SparkSession, store: DeltaRsStore, plan: MarginPlan) -> CheckScope:
+def _check_scope(spark: SparkSession, store: DeltaStore, plan: MarginPlan) -> CheckScope:
     """The plan's months of monthly_margin, and the ledger days of those months."""
     months = [dt.date.fromisoformat(m) for m in plan.months]
     where = "month IN (" + ", ".join(f"'{m}'" for m in months) + ")"

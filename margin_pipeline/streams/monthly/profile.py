@@ -4,7 +4,7 @@ import datetime as dt
 
 from pydantic import Field
 
-from margin_pipeline.remote.compute import DatabricksCompute
+from margin_pipeline.streams.shared.compute import DatabricksCompute
 from margin_pipeline.streams.shared.profile import StreamProfile
 
 #: How many months ``monthly_margin`` recomputes at once: the monthly_stream job's executor

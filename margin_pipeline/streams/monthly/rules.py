@@ -1,4 +1,4 @@
-"""Monthly margin, as pure DataFrame functions (contracts.md, ``monthly_margin``).
+"""Monthly margin, as pure DataFrame functions (docs/contract.md, "Monthly margin").
 
 Two steps. The *day ledger* holds, per MPAN-day with half-hourly rows, the tallies of
 those rows (count and sum per source: volumes kWh, settlement cost, hh_revenue), the
@@ -71,7 +71,9 @@ def _combine(parts: list[DataFrame]) -> DataFrame:
     for part in parts[1:]:
         out = out.join(part, DAY, "full_outer")
     types = {n: "double" if n in TALLIES and not n.endswith("_periods") else "long" for n in TALLY_COLUMNS}
-    zero = {n: 0.0 if types[n] == "double" else (NOTHING_YET if n in THROUGH else 0) for n in TALLY_COLUMNS}
+    zero: dict[str, bool | float | int | str] = {
+        n: 0.0 if types[n] == "double" else (NOTHING_YET if n in THROUGH else 0) for n in TALLY_COLUMNS
+    }
     for name in TALLY_COLUMNS:
         if name not in out.columns:
             out = out.withColumn(name, F.lit(zero[name]))

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from margin_pipeline.remote.compute import DatabricksCompute
+from margin_pipeline.streams.shared.compute import DatabricksCompute
 from margin_pipeline.streams.shared.profile import StreamProfile
 
 

@@ -1,4 +1,4 @@
-"""Settlement cost, as pure DataFrame functions (contracts.md, "Settlement cost").
+"""Settlement cost, as pure DataFrame functions (docs/contract.md, "Settlement cost").
 
     kwh_gsp             = kwh x line_loss_factor
     energy_cost_gbp     = kwh_gsp / 1000 x price_gbp_per_mwh(d, p)

@@ -7,8 +7,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from margin_pipeline.operations.retries import RetryProfile
-from margin_pipeline.remote.compute import DatabricksCompute
+from margin_pipeline.streams.shared.compute import DatabricksCompute
+from margin_pipeline.streams.shared.retries import RetryProfile
 
 #: Where a stream output runs: in the op's process (the embedded default), in a Dagster Pipes
 #: subprocess on this machine (the remote entry point against the local lake), or on a Databricks

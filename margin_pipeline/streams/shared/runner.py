@@ -21,12 +21,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from margin_pipeline.operations.quality import Check, CheckOutcome, CheckScope, run_checks
-from margin_pipeline.operations.rollback import Rollback, recover, rollback
 from margin_pipeline.store import ChangeFeed, MergeOutcome, StaleWatermarkError, TableSpec
-from margin_pipeline.store.base import DELETE_FLAG
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.base import DELETE_FLAG, DeltaStore
 from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
+from margin_pipeline.streams.shared.quality import Check, CheckOutcome, CheckScope, run_checks
+from margin_pipeline.streams.shared.rollback import Rollback, recover, rollback
 from margin_pipeline.streams.shared.watermarks import advance_watermarks, read_watermarks
 from margin_pipeline.substrate.tables import RUNS
 from margin_pipeline.substrate.versions import SubstratePin
@@ -55,7 +54,7 @@ class Source:
     skip_run_restamps: bool = False
 
 
-def source_targets(store: DeltaRsStore, sources: Sequence[Source], pin: SubstratePin) -> dict[str, int]:
+def source_targets(store: DeltaStore, sources: Sequence[Source], pin: SubstratePin) -> dict[str, int]:
     """The version a run pinned to ``pin`` reads each source up to (-1: the table does not exist yet)."""
     targets: dict[str, int] = {}
     for source in sources:
@@ -68,7 +67,7 @@ def source_targets(store: DeltaRsStore, sources: Sequence[Source], pin: Substrat
 class StreamRun:
     stream: str
     spark: SparkSession
-    store: DeltaRsStore
+    store: DeltaStore
     sources: Sequence[Source]
     pin: SubstratePin
     run_id: str = ""
@@ -308,7 +307,7 @@ def volume_runs(run: StreamRun) -> DataFrame:
     return runs.select("settlement_date", "run_type")
 
 
-def restamp_versions(store: DeltaRsStore, spec: TableSpec, after: int, up_to: int) -> list[int]:
+def restamp_versions(store: DeltaStore, spec: TableSpec, after: int, up_to: int) -> list[int]:
     """Versions in ``(after, up_to]`` of ``spec`` that only re-stamp ``run_type`` (from the commit info)."""
     current = store.version(spec) or 0
     marker, value = next(iter(RUN_RESTAMP.items()))
@@ -347,17 +346,16 @@ Plan = Callable[[StreamRun], tuple[DataFrame, DataFrame | None]]
 
 @dataclass(frozen=True)
 class StreamOutput:
-    """One output of a stream: what it reads, how it plans, where it writes and its tuning profile.
+    """An output the shared runner refreshes: what it reads, how it plans, where it writes, its checks.
 
     Free of Dagster: the asset factory runs it in the op (the local engine) and the remote
     entry point runs the same object on a cluster or in a Pipes subprocess.
     """
 
-    stream: str  # the stream (asset group, job tag, profile)
+    stream: str  # the stream's name
     output: TableSpec
     sources: Sequence[Source]
     plan: Plan
-    profile: type  # the stream's StreamProfile subclass
     watermark: str = ""  # watermark id when a stream has several outputs (default: the stream)
     checks: Sequence[Check] = ()  # quality checks over what a run wrote (blocking ones guard it)
     #: Updates in place after the MERGE, each ``(run, output) -> outcome | None``: changes that are
@@ -370,14 +368,14 @@ class StreamOutput:
 
 
 def refresh_output(
-    spark: SparkSession, store: DeltaRsStore, profile: Any, out: StreamOutput, run_id: str, log: Any
+    out: StreamOutput, spark: SparkSession, store: DeltaStore, profile: Any, run_id: str, log: Any
 ) -> dict[str, Any]:
     """Run one refresh of ``out`` and return its metadata (the figures the blog reports).
 
     ``out.plan`` returns the desired output rows and the keys they cover (None: all keys).
     Writes left by a killed run are rolled back first; after the write the checks run, and
     a failed blocking check or any error restores the output to its version before the
-    write, leaving the watermarks where they were (see :mod:`margin_pipeline.operations.rollback`).
+    write, leaving the watermarks where they were (see :mod:`margin_pipeline.streams.shared.rollback`).
     A blocked run returns its metadata with ``blocked`` set; an error raises ``RunRolledBack``.
     """
     from margin_pipeline.substrate.versions import resolve_pin
@@ -404,7 +402,7 @@ def refresh_output(
             reason = f"blocking check(s) failed: {', '.join(blocked)}"
             undone = rollback(store, out.output, before, reason, log)
             return with_outcome(run.metadata(outcome, keys), checks, recovered, undone)
-        run.finish({out.output.name: store.version(out.output)})
+        run.finish({out.output.name: store.ensure_table(out.output)})
     except Exception as exc:
         undone = rollback(store, out.output, before, f"the run failed: {type(exc).__name__}", log)
         raise RunRolledBack(out.consumer, undone) from exc

@@ -75,7 +75,7 @@ def volumes_of_mpans(run: StreamRun, mpans: DataFrame) -> DataFrame:
 
 def volumes_of_slots(run: StreamRun, slots: DataFrame) -> DataFrame:
     """Held volume rows of the given dates, or (date, period) pairs when ``slots`` has a period column."""
-    on = [c for c in ("settlement_date", "settlement_period") if c in slots.columns]
+    on: list[str] = [c for c in ("settlement_date", "settlement_period") if c in slots.columns]
     days = [r[0] for r in slots.select("settlement_date").distinct().collect()]
     if not days:
         return no_volumes(run)

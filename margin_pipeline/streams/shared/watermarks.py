@@ -7,21 +7,21 @@ which rewrites nothing (outputs are merged by value).
 
 The same commit records the version of each output the run left behind (rows whose
 ``source`` is ``output:<table>``): the last good version, which
-:mod:`margin_pipeline.operations.rollback` restores when a run failed or was killed
+:mod:`margin_pipeline.streams.shared.rollback` restores when a run failed or was killed
 after writing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.base import with_delete_flag
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.base import DeltaStore, with_delete_flag
 
 STREAM_WATERMARKS = TableSpec(
     name="control/stream_watermarks",
@@ -51,7 +51,7 @@ class Watermarks:
     outputs: dict[str, int] = field(default_factory=dict)  # output table -> version at the last commit
 
 
-def read_watermarks(store: DeltaRsStore, stream: str) -> Watermarks:
+def read_watermarks(store: DeltaStore, stream: str) -> Watermarks:
     if store.version(STREAM_WATERMARKS) is None:
         return Watermarks(stream, {}, None)
     rows = store.read_arrow(STREAM_WATERMARKS)
@@ -71,12 +71,12 @@ def read_watermarks(store: DeltaRsStore, stream: str) -> Watermarks:
 
 
 def advance_watermarks(
-    store: DeltaRsStore,
+    store: DeltaStore,
     stream: str,
-    versions: dict[str, int],
-    substrate_version: int,
+    versions: Mapping[str, int | None],
+    substrate_version: int | None,
     run_id: str,
-    outputs: dict[str, int] | None = None,
+    outputs: Mapping[str, int] | None = None,
 ) -> None:
     """Record ``versions`` as consumed and ``outputs`` (table -> version) as the last good output
     versions, in one commit."""

@@ -3,11 +3,10 @@
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_REVENUE
-from margin_pipeline.operations.quality import HH_REVENUE_CHECKS
-from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import supply_ranges
+from margin_pipeline.streams.shared.quality import HH_REVENUE_CHECKS
 from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import (
@@ -47,6 +46,4 @@ def _incremental_scope(run: StreamRun, metering_points: DataFrame, agreements: D
     return volume_scope(run, fanned_out)
 
 
-REVENUE = StreamOutput(
-    STREAM, HH_REVENUE, SOURCES, plan_half_hourly, HalfHourlyProfile, checks=HH_REVENUE_CHECKS
-)
+REVENUE = StreamOutput(STREAM, HH_REVENUE, SOURCES, plan_half_hourly, checks=HH_REVENUE_CHECKS)

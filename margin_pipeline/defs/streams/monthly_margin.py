@@ -29,10 +29,9 @@ from typing import Any
 
 import dagster as dg
 
+from margin_pipeline.defs.streams.factory import check_specs, published
 from margin_pipeline.engines import SparkEngine
 from margin_pipeline.gold import MONTHLY_MARGIN
-from margin_pipeline.operations.quality import MONTHLY_MARGIN_CHECKS
-from margin_pipeline.operations.retries import RetryProfile, retrying
 from margin_pipeline.remote.launch import refresh_remote
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.months import (
@@ -43,11 +42,15 @@ from margin_pipeline.streams.monthly.months import (
     plan_margin,
     recompute_month,
 )
-from margin_pipeline.streams.monthly.plan import STREAM
 from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.streams.shared.assets import check_specs, published
+from margin_pipeline.streams.registry import output_of
+from margin_pipeline.streams.shared.quality import MONTHLY_MARGIN_CHECKS
+from margin_pipeline.streams.shared.retries import RetryProfile, retrying
 from margin_pipeline.substrate.tables import SUBSTRATE
+
+_stream, OUTPUT = output_of(MONTHLY_MARGIN.name)
+STREAM = _stream.name
 
 
 @dg.op(
@@ -134,10 +137,7 @@ def _profile(config: MonthlyProfile) -> dict[str, Any]:
     kinds={"spark", "delta"},
     check_specs=CHECKS,
     metadata={"dagster/table_name": MONTHLY_MARGIN.name, "key": ", ".join(MONTHLY_MARGIN.key)},
-    description="Monthly margin of every account: kWh, revenue, cost and margin over the month's "
-    "contributing MPAN-days, with the billing grain and whether the month is final "
-    "(contracts.md 'monthly_margin'). Recomputed as a for-each over the affected months. "
-    f"Key: {', '.join(MONTHLY_MARGIN.key)}.",
+    description=f"{OUTPUT.description} Key: {', '.join(MONTHLY_MARGIN.key)}.",
 )
 def monthly_margin_asset(ledger, agreements):
     plan, months = margin_months(ledger=ledger, agreements=agreements)

@@ -4,13 +4,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.gold import SETTLEMENT_COST_HH
-from margin_pipeline.operations.quality import SETTLEMENT_CHECKS
 from margin_pipeline.store import MergeOutcome, TableSpec
 from margin_pipeline.store.base import CHANGE_TYPE
-from margin_pipeline.streams.settlement.profile import SettlementProfile
 from margin_pipeline.streams.settlement.rules import REPRICED, settlement_cost
 from margin_pipeline.streams.shared.changes import changed_keys, latest_state
 from margin_pipeline.streams.shared.fanout import charge_ranges
+from margin_pipeline.streams.shared.quality import SETTLEMENT_CHECKS
 from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun, dates_in
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
@@ -77,7 +76,6 @@ COST = StreamOutput(
     SETTLEMENT_COST_HH,
     SOURCES,
     plan_settlement,
-    SettlementProfile,
     checks=SETTLEMENT_CHECKS,
     in_place=(reprice, StreamRun.restamp_runs),
 )

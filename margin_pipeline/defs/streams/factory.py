@@ -1,4 +1,4 @@
-"""How every stream output becomes a Dagster asset and every stream a job: one factory for all."""
+"""How a stream output becomes a Dagster asset and a stream a job: one factory for every stream."""
 
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -6,47 +6,70 @@ from typing import Any
 import dagster as dg
 
 from margin_pipeline.engines import SparkEngine
-from margin_pipeline.operations.quality import Check
-from margin_pipeline.operations.retries import retrying
-from margin_pipeline.operations.sla import SLAS
+from margin_pipeline.orchestration.runs import STREAM_TAG
 from margin_pipeline.remote.launch import refresh_remote
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.shared.runner import StreamOutput, as_metadata, refresh_output
+from margin_pipeline.streams.shared.quality import Check
+from margin_pipeline.streams.shared.retries import retrying
+from margin_pipeline.streams.shared.runner import as_metadata
+from margin_pipeline.streams.shared.sla import Sla
+from margin_pipeline.streams.shared.stream import Output, Stream
 
-STREAM_TAG = "margin_pipeline/stream"
 
-
-def stream_asset(out: StreamOutput, *, description: str) -> dg.AssetsDefinition:
-    """An asset that refreshes ``out.output`` from the change feeds of ``out.sources``.
+def stream_asset(stream: Stream, output: Output) -> dg.AssetsDefinition:
+    """An asset that refreshes ``output`` (refreshed by the shared runner) from its sources' change feeds.
 
     Its run config is the stream's tuning profile; the profile's ``engine`` says where the
     refresh runs (this process, a Pipes subprocess, or a Databricks job cluster) and its
-    ``retry`` how transient faults are retried. ``out.checks`` are its asset checks.
+    ``retry`` how transient faults are retried. The runner's checks are its asset checks.
     """
-    output = out.output
+    out = output.runner
+    if out is None:
+        raise ValueError(f"{output.table.name} has steps of its own: build its asset by hand")
+    table = output.table
 
     @dg.asset(
-        key=output.asset_key,
-        group_name=out.stream,
+        key=table.asset_key,
+        group_name=stream.name,
         deps=[s.spec.asset_key for s in out.sources],
         kinds={"spark", "delta"},
-        description=f"{description} Key: {', '.join(output.key)}.",
-        metadata={"dagster/table_name": output.name, "key": ", ".join(output.key)},
-        check_specs=check_specs(output.asset_key, out.checks),
-        freshness_policy=SLAS[out.stream].policy(),
-        pool=out.stream,
+        description=f"{output.description} Key: {', '.join(table.key)}.",
+        metadata={"dagster/table_name": table.name, "key": ", ".join(table.key)},
+        check_specs=check_specs(table.asset_key, out.checks),
+        freshness_policy=freshness_policy(stream.sla),
+        pool=stream.name,
     )
     def _refresh(
         context: dg.AssetExecutionContext,
-        config: out.profile,
+        config: stream.profile,  # type: ignore[name-defined]
         store: DeltaRsStore,
         spark: SparkEngine,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         with retrying(context, config.retry, out.consumer):
-            metadata = run_output(context, config, store, spark, out)
-        yield from published(output.asset_key, out.consumer, metadata, out.checks)
+            metadata = run_output(context, config, store, spark, output)
+        yield from published(table.asset_key, out.consumer, metadata, out.checks)
 
     return _refresh
+
+
+def stream_job(stream: Stream, **job_args: Any) -> Any:
+    """The stream's job: its asset group, tagged so the instance runs one at a time per stream and
+    cancels a run over the stream's ``max_runtime``. ``job_args`` (an executor) go to ``define_asset_job``."""
+    return dg.define_asset_job(
+        stream.job_name,
+        selection=dg.AssetSelection.groups(stream.name),
+        description=stream.description,
+        tags={STREAM_TAG: stream.name, **max_runtime_tag(stream.sla)},
+        **job_args,
+    )
+
+
+def freshness_policy(sla: Sla) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(fail_window=sla.freshness, warn_window=sla.warn)
+
+
+def max_runtime_tag(sla: Sla) -> dict[str, str]:
+    return {"dagster/max_runtime": str(int(sla.max_runtime.total_seconds()))}
 
 
 def check_specs(key: dg.AssetKey, checks: Sequence[Check]) -> list[dg.AssetCheckSpec]:
@@ -100,16 +123,14 @@ def published(
     yield dg.MaterializeResult(metadata=as_metadata({k: v for k, v in metadata.items() if k != "checks"}))
 
 
-def run_output(
-    context: Any, profile: Any, store: DeltaRsStore, spark: SparkEngine, out: StreamOutput
-) -> dict[str, Any]:
-    """Refresh ``out`` on the profile's engine; the metadata is the same whichever engine ran it,
+def run_output(context: Any, profile: Any, store: DeltaRsStore, spark: SparkEngine, output: Output) -> dict:
+    """Refresh ``output`` on the profile's engine; the metadata is the same whichever engine ran it,
     plus ``engine``: where it ran (``sail`` or ``spark`` in this process, or the remote engine)."""
     if profile.engine == "local":
-        metadata = refresh_output(spark.spark_session, store, profile, out, context.run_id, context.log)
+        metadata = output.refresh(spark.spark_session, store, profile, context.run_id, context.log)
     else:
-        context.log.info(f"{out.consumer}: refreshing {out.output.name} on engine {profile.engine}")
-        metadata = refresh_remote(context, profile, out.output.name, store.lake_root)
+        context.log.info(f"{output.consumer.watermark}: refreshing {output.table.name} on {profile.engine}")
+        metadata = refresh_remote(context, profile, output.table.name, store.lake_root)
     return {"engine": ran_on(profile, spark), **metadata}
 
 
@@ -117,17 +138,3 @@ def ran_on(profile: Any, spark: SparkEngine) -> str:
     """Where a refresh with ``profile`` runs: the ``spark`` resource's engine in this process (``sail``
     or ``spark``), else the profile's remote engine (``pipes_subprocess``, ``databricks``)."""
     return spark.engine if profile.engine == "local" else profile.engine
-
-
-def stream_job(name: str, stream: str, description: str, **job_args: Any):
-    """The stream's job: its asset group, tagged so the instance runs one at a time per stream.
-
-    ``job_args`` (an executor and its default config) go to ``define_asset_job``.
-    """
-    return dg.define_asset_job(
-        name,
-        selection=dg.AssetSelection.groups(stream),
-        description=description,
-        tags={STREAM_TAG: stream, **SLAS[stream].job_tags()},
-        **job_args,
-    )

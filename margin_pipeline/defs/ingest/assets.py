@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from margin_pipeline.orchestration.runs import STREAM_TAG
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store import MergeOutcome
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -14,6 +15,7 @@ from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER, RUNS, SUB
 from margin_pipeline.substrate.versions import record_substrate_version
 
 SUBSTRATE_GROUP = "substrate"
+INGEST_JOB = "ingest"
 
 DESCRIPTIONS = {
     "metering_points": "Metering points: GSP group and line loss factor per MPAN core (upsert on mpan_core).",
@@ -121,8 +123,8 @@ def _report(context: dg.AssetExecutionContext, report: IngestReport) -> None:
 
 
 ingest_job = dg.define_asset_job(
-    "ingest",
+    INGEST_JOB,
     selection=dg.AssetSelection.groups(SUBSTRATE_GROUP),
     description="Apply landing files to the substrate Delta tables (launched by landing_sensor).",
-    tags={"margin_pipeline/stream": "ingest"},
+    tags={STREAM_TAG: "ingest"},
 )

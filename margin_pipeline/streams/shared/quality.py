@@ -6,7 +6,7 @@ the run could have changed: the output's settlement dates (or months) in the run
 scope, or the whole table on a full rebuild. A failed *blocking* check rolls the
 output back to its last good version and fails the run, so the watermark stays, the
 watermark gate stays closed and the next run redoes the range
-(:mod:`margin_pipeline.operations.rollback`). The asset reports every check as a
+(:mod:`margin_pipeline.streams.shared.rollback`). The asset reports every check as a
 Dagster asset check, blocking ones with ERROR severity.
 
 The checks are Dagster-free (a remote engine runs them too) and read the sources at
@@ -252,6 +252,7 @@ def cost_conserved(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         F.sum(F.when(F.col("account_id").isNull(), F.col("hh_cost"))).alias("unattributed"),
         F.sum("hh_cost").alias("total"),
     ).first()
+    assert totals is not None  # an aggregate without grouping has one row
     bad = _examples(
         off,
         lambda r: (

@@ -12,23 +12,28 @@ act on it:
 - ingest -> orchestration; a run stopped for exceeding ``dagster/max_runtime`` -> kind ``sla``.
 
 ``sla_sensor`` alerts once per (stream, N) when a stream has not consumed substrate version N
-within its freshness window (:mod:`.sla`). ``run_log_sensor`` writes every finished run to
-``control/pipeline_runs`` (:mod:`.runlog`).
+within its freshness window (:func:`margin_pipeline.streams.progress.lagging`).
+``run_log_sensor`` writes every finished run to ``control/pipeline_runs``
+(:mod:`margin_pipeline.operations.runlog`).
 """
 
 import datetime as dt
 import json
 
 import dagster as dg
-from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
 
 from margin_pipeline.operations.alerts import Alert, AlertsResource
 from margin_pipeline.operations.runlog import run_row, write_runs
-from margin_pipeline.operations.sla import lagging
-from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, RunReport, report
-from margin_pipeline.orchestration.streams import STREAMS
+from margin_pipeline.orchestration.runs import (
+    FINISHED_STATUSES,
+    PARENT_RUN_TAG,
+    STREAM_TAG,
+    RunReport,
+    report,
+)
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.shared.assets import STREAM_TAG
+from margin_pipeline.streams.progress import lagging
+from margin_pipeline.streams.registry import STREAMS
 
 #: Alerted (stream, N) keys the SLA sensor remembers: far more than streams x versions that can lag at once.
 SLA_KEYS_KEPT = 200
@@ -93,13 +98,13 @@ def _stream_of(instance: dg.DagsterInstance, run: RunReport) -> str:
     dagster_run = instance.get_run_by_id(run.run_id)
     selected = (dagster_run.asset_selection if dagster_run else None) or set()
     for stream in STREAMS.values():
-        if any(key in selected for a in stream.assets for key in a.keys):
+        if any(t.asset_key in selected for t in stream.tables):
             return stream.name
     return "orchestration"
 
 
 def _children(instance: dg.DagsterInstance, parent_run_id: str) -> list[RunReport]:
-    records = instance.get_run_records(RunsFilter(tags={PARENT_RUN_TAG: parent_run_id}))
+    records = instance.get_run_records(dg.RunsFilter(tags={PARENT_RUN_TAG: parent_run_id}))
     return sorted((report(instance, r.dagster_run.run_id) for r in records), key=lambda r: r.job)
 
 
@@ -123,7 +128,7 @@ def alert_on_failure(context: dg.RunFailureSensorContext, alerts: AlertsResource
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts once per stream and substrate version N when the stream has not consumed N within "
-    "its freshness window (margin_pipeline.operations.sla).",
+    "its freshness window (margin_pipeline.streams.progress.lagging).",
 )
 def sla_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore, alerts: AlertsResource):
     sent: list[str] = json.loads(context.cursor or "[]")  # alerted (stream, N) keys, oldest first
@@ -160,7 +165,7 @@ def sla_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore, alerts:
 def run_log_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
     after = float(context.cursor) if context.cursor else None
     records = context.instance.get_run_records(
-        RunsFilter(
+        dg.RunsFilter(
             statuses=list(FINISHED_STATUSES),
             updated_after=dt.datetime.fromtimestamp(after, dt.UTC) if after is not None else None,
         ),

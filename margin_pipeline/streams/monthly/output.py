@@ -17,8 +17,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.gold import HH_REVENUE, SETTLEMENT_COST_HH
-from margin_pipeline.operations.quality import LEDGER_CHECKS
-from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.monthly.rules import (
     DAY,
     TALLY_OF,
@@ -30,6 +28,7 @@ from margin_pipeline.streams.monthly.rules import (
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.fanout import supply_ranges
+from margin_pipeline.streams.shared.quality import LEDGER_CHECKS
 from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun, dates_in, volume_runs
 from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
 from margin_pipeline.streams.shared.volumes import in_ranges, range_predicate
@@ -83,9 +82,9 @@ def _touched_days(
     """Days with half-hourly changes, and held days whose supply, tariff, rates or metering point changed."""
     parts = [changed_keys(c, DAY) for c in changes.values()]
     ranges = supply_ranges(run, metering_points, agreements)
-    if (changes := run.changes("metering_points")) is not None:  # a new group: other rates
+    if (points := run.changes("metering_points")) is not None:  # a new group: other rates
         every_day = (F.lit(FAR_PAST).alias("first"), F.lit(None).cast("date").alias("last"))
-        ranges.append(changed_keys(changes, ["mpan_core"]).select("mpan_core", *every_day))
+        ranges.append(changed_keys(points, ["mpan_core"]).select("mpan_core", *every_day))
     if ranges and (where := range_predicate(touched := union_all(ranges))) is not None:
         parts.append(in_ranges(run.output_rows(DAY_LEDGER, where), touched).select(*DAY))
     if not parts:
@@ -98,7 +97,6 @@ LEDGER = StreamOutput(
     DAY_LEDGER,
     LEDGER_SOURCES,
     plan_ledger,
-    MonthlyProfile,
     LEDGER_WATERMARK,
     checks=LEDGER_CHECKS,
     in_place=(StreamRun.restamp_runs,),

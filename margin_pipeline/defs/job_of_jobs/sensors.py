@@ -16,26 +16,26 @@ import warnings
 
 import dagster as dg
 
-from margin_pipeline.orchestration.parent import PARENT_JOB, ParentConfig, margin_job_of_jobs
-from margin_pipeline.orchestration.progress import stream_progress
-from margin_pipeline.orchestration.runs import SUBSTRATE_VERSION_TAG
-from margin_pipeline.orchestration.streams import CHILD_STREAMS, RECONCILED
-from margin_pipeline.reconciled.assets import reconciled_job
-from margin_pipeline.reconciled.plan import ReconciledProfile
+from margin_pipeline.defs.job_of_jobs import parent
+from margin_pipeline.defs.streams import assets as stream_defs
+from margin_pipeline.orchestration.runs import PARENT_JOB, SUBSTRATE_VERSION_TAG
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.substrate.assets import SUBSTRATE_GROUP
+from margin_pipeline.streams.progress import stream_progress
+from margin_pipeline.streams.reconciled import RECONCILED
+from margin_pipeline.streams.registry import CHILD_STREAMS
+from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin
 
 # Dagster steers asset-triggered runs towards Declarative Automation, but keeps multi-asset sensors for
 # "a specific job must be targeted": here, the parent job and the gate's reconciled job.
 warnings.filterwarnings("ignore", message="Class `MultiAssetSensorDefinition` is superseded")
 
-STREAM_OUTPUTS = [a.key for s in CHILD_STREAMS for a in s.assets if a.key.path[0] == "gold"]
+STREAM_OUTPUTS = [t.asset_key for s in CHILD_STREAMS for t in s.tables if t.asset_key.path[0] == "gold"]
 
 
 @dg.multi_asset_sensor(
-    monitored_assets=dg.AssetSelection.groups(SUBSTRATE_GROUP),
-    job=margin_job_of_jobs,
+    monitored_assets=[spec.asset_key for spec in SUBSTRATE.values()],
+    job_name=PARENT_JOB,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=f"Launches {PARENT_JOB} when ingest records a new substrate version N (run_key per N).",
@@ -53,14 +53,14 @@ def substrate_sensor(context: dg.MultiAssetSensorEvaluationContext, store: Delta
         return dg.SkipReason(f"every stream has already consumed substrate version {number}")
     return dg.RunRequest(
         run_key=f"substrate@{number}",
-        run_config=dg.RunConfig(ops={"pin_substrate": ParentConfig(substrate_version=number)}),
+        run_config=dg.RunConfig(ops={"pin_substrate": parent.ParentConfig(substrate_version=number)}),
         tags={SUBSTRATE_VERSION_TAG: str(number)},
     )
 
 
 @dg.multi_asset_sensor(
     monitored_assets=STREAM_OUTPUTS,
-    job=reconciled_job,
+    job_name=RECONCILED.job_name,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="The watermark gate: publishes hh_margin once settlement, half_hourly and monthly have all "
@@ -88,6 +88,6 @@ def gate_request(store: DeltaRsStore) -> dg.RunRequest | dg.SkipReason:
     inputs = ",".join(f"{s.source}={s.target}" for s in reconciled.sources)
     return dg.RunRequest(
         run_key=f"hh_margin@{number}:{inputs}",
-        run_config=RECONCILED.run_config(ReconciledProfile(substrate_version=number)),
+        run_config=stream_defs.run_config(RECONCILED, RECONCILED.profile(substrate_version=number)),
         tags={SUBSTRATE_VERSION_TAG: str(number)},
     )

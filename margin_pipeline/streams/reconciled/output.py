@@ -7,10 +7,10 @@ consumed the same substrate version); this module only says *what* it computes.
 from pyspark.sql import DataFrame
 
 from margin_pipeline.gold import HH_MARGIN, HH_REVENUE, SETTLEMENT_COST_HH
-from margin_pipeline.operations.quality import HH_MARGIN_CHECKS
-from margin_pipeline.reconciled.rules import KEY, hh_margin
+from margin_pipeline.streams.reconciled.rules import KEY, hh_margin
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.profile import StreamProfile
+from margin_pipeline.streams.shared.quality import HH_MARGIN_CHECKS
 from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun
 
 STREAM = "reconciled"
@@ -42,6 +42,4 @@ def plan_reconciled(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     return hh_margin(revenue, cost), keys
 
 
-HH_MARGIN_OUTPUT = StreamOutput(
-    STREAM, HH_MARGIN, SOURCES, plan_reconciled, ReconciledProfile, checks=HH_MARGIN_CHECKS
-)
+HH_MARGIN_OUTPUT = StreamOutput(STREAM, HH_MARGIN, SOURCES, plan_reconciled, checks=HH_MARGIN_CHECKS)

@@ -1,4 +1,4 @@
-"""Half-hourly margin (contracts.md ``hh_margin``): keys present in both hh_revenue and settlement_cost_hh.
+"""Half-hourly margin (docs/contract.md, ``hh_margin``): keys in both hh_revenue and settlement_cost_hh.
 
 kwh         = meter kWh (from hh_revenue)
 revenue_gbp = hh_revenue.revenue_gbp

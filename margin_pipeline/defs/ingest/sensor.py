@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from margin_pipeline.defs.ingest import assets as ingest
 from margin_pipeline.settings import DataRoot
-from margin_pipeline.substrate.assets import IngestConfig, ingest_job
 from margin_pipeline.substrate.ingest import pending_files
 
 
@@ -18,7 +18,7 @@ def file_key(path: Path) -> str:
 
 
 @dg.sensor(
-    job=ingest_job,
+    job_name=ingest.INGEST_JOB,
     minimum_interval_seconds=5,  # the sensor daemon's own loop: no sensor ticks more often
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches ingest for files dropped under landing/<feed>/ (cursor + run_key: once a drop).",
@@ -34,6 +34,6 @@ def landing_sensor(context: dg.SensorEvaluationContext, data_root: DataRoot):
     relative = [str(files[k].relative_to(data_root.landing)) for k in new]
     return dg.RunRequest(
         run_key=hashlib.sha256("\n".join(new).encode()).hexdigest()[:24],
-        run_config=dg.RunConfig(ops={"ingest_landing": IngestConfig(files=relative)}),
+        run_config=dg.RunConfig(ops={"ingest_landing": ingest.IngestConfig(files=relative)}),
         tags={"margin_pipeline/files": str(len(relative))},
     )

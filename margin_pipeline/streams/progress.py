@@ -4,17 +4,20 @@ A stream has *consumed N* when, for each of its consumers, every source's
 watermark equals the version a run pinned to N would read: the substrate
 version recorded for N, or the current version of an upstream published table.
 This is the one test behind the parent's skip decision (nothing in its change
-feed), the watermark gate and ``margin-pipeline run``'s wait; it reads only the
-small control tables, never data.
+feed), the watermark gate, the SLA sensor (:func:`lagging`) and ``margin-pipeline run``'s
+wait; it reads only the small control tables, never data.
 """
 
+import datetime as dt
 from dataclasses import dataclass
 
-from margin_pipeline.orchestration.streams import Stream
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.base import DeltaStore
+from margin_pipeline.streams.registry import STREAMS
 from margin_pipeline.streams.shared.runner import BEFORE_FIRST_VERSION, source_targets
+from margin_pipeline.streams.shared.sla import Sla
+from margin_pipeline.streams.shared.stream import Stream
 from margin_pipeline.streams.shared.watermarks import read_watermarks
-from margin_pipeline.substrate.versions import SubstratePin
+from margin_pipeline.substrate.versions import SubstratePin, latest_substrate_version, resolve_pin
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,46 @@ class StreamProgress:
         return f"{self.stream} is behind substrate version {self.substrate_version}: {changed}"
 
 
-def stream_progress(store: DeltaRsStore, stream: Stream, pin: SubstratePin) -> StreamProgress:
+def stream_progress(store: DeltaStore, stream: Stream, pin: SubstratePin) -> StreamProgress:
     lags: list[SourceLag] = []
     for consumer in stream.consumers:
         seen = read_watermarks(store, consumer.watermark).versions
         for name, target in source_targets(store, consumer.sources, pin).items():
             lags.append(SourceLag(consumer.watermark, name, seen.get(name), target))
     return StreamProgress(stream.name, pin.number, tuple(lags))
+
+
+@dataclass(frozen=True)
+class Lag:
+    """A stream that has not consumed substrate version N within its freshness window."""
+
+    stream: str
+    substrate_version: int
+    recorded_at: dt.datetime
+    waited: dt.timedelta
+    sla: Sla
+    behind: str  # which sources, as ``StreamProgress.describe`` says
+
+    @property
+    def key(self) -> str:
+        return f"{self.stream}@{self.substrate_version}"
+
+
+def lagging(store: DeltaStore, now: dt.datetime | None = None) -> list[Lag]:
+    """Streams that have not consumed the latest substrate version within their freshness window."""
+    number = latest_substrate_version(store)
+    if number is None:
+        return []
+    pin = resolve_pin(store, number)
+    if pin.recorded_at is None:
+        return []
+    now = now or dt.datetime.now(dt.UTC)
+    waited = now - pin.recorded_at
+    lags = []
+    for stream in STREAMS.values():
+        if waited <= stream.sla.freshness:
+            continue
+        progress = stream_progress(store, stream, pin)
+        if not progress.consumed:
+            lags.append(Lag(stream.name, number, pin.recorded_at, waited, stream.sla, progress.describe()))
+    return lags

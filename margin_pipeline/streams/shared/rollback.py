@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.store.base import DeltaStore
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 
 #: Commit operations that change a table's rows (maintenance such as OPTIMIZE or VACUUM does not).
@@ -44,7 +44,7 @@ class Rollback:
         return asdict(self)
 
 
-def rollback(store: DeltaRsStore, spec: TableSpec, to_version: int, reason: str, log: Any) -> Rollback | None:
+def rollback(store: DeltaStore, spec: TableSpec, to_version: int, reason: str, log: Any) -> Rollback | None:
     """Restore ``spec`` to ``to_version`` if a later version exists; None when there was nothing to undo."""
     current = store.version(spec)
     if current is None or current <= to_version:
@@ -55,7 +55,7 @@ def rollback(store: DeltaRsStore, spec: TableSpec, to_version: int, reason: str,
     return done
 
 
-def uncommitted_writes(store: DeltaRsStore, spec: TableSpec, consumer: str, committed: int) -> list[int]:
+def uncommitted_writes(store: DeltaStore, spec: TableSpec, consumer: str, committed: int) -> list[int]:
     """Versions after ``committed`` where ``consumer`` changed rows and no later restore undid them."""
     pending: list[int] = []
     for commit in sorted(store.history(spec), key=lambda c: c["version"]):
@@ -70,7 +70,7 @@ def uncommitted_writes(store: DeltaRsStore, spec: TableSpec, consumer: str, comm
     return pending
 
 
-def recover(store: DeltaRsStore, consumer: str, spec: TableSpec, log: Any) -> Rollback | None:
+def recover(store: DeltaStore, consumer: str, spec: TableSpec, log: Any) -> Rollback | None:
     """Undo the writes an interrupted run of ``consumer`` left in ``spec`` after its last good version."""
     committed = read_watermarks(store, consumer).outputs.get(spec.name)
     if committed is None or store.version(spec) is None:

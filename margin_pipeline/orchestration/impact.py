@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from margin_pipeline.orchestration.parent import PARENT_JOB
-from margin_pipeline.orchestration.streams import CHILD_STREAMS
+from margin_pipeline.orchestration.runs import PARENT_JOB
+from margin_pipeline.streams.registry import CHILD_STREAMS
 
 
 @dataclass(frozen=True)
-class ImpactPlan:
+class Impact:
     table: dg.AssetKey
     assets: list[dg.AssetKey]  # downstream of ``table``, in topological order
     jobs: dict[str, list[dg.AssetKey]]  # job -> its assets that recompute
@@ -45,7 +45,7 @@ def resolve_table(defs: dg.Definitions, table: str) -> dg.AssetKey:
     return matches[0]
 
 
-def impact(defs: dg.Definitions, table: str) -> ImpactPlan:
+def impact(defs: dg.Definitions, table: str) -> Impact:
     key = resolve_table(defs, table)
     graph = defs.resolve_asset_graph()
     downstream = dg.AssetSelection.keys(key).downstream().resolve(graph) - {key}
@@ -58,7 +58,8 @@ def impact(defs: dg.Definitions, table: str) -> ImpactPlan:
         hit = [k for k in order if k in resolved.asset_layer.executable_asset_keys]
         if hit:
             jobs[job.name] = hit
-    launched_by = {s.job_name: f"sensor {s.name}" for s in defs.sensors or [] if s.job_name}
+    # Sensors without a target (the alert sensors) launch nothing: only targets count.
+    launched_by = {t.job_name: f"sensor {s.name}" for s in defs.sensors or [] for t in s.targets}
     for stream in CHILD_STREAMS:
         launched_by[stream.job_name] = f"{PARENT_JOB} op {stream.name}"
-    return ImpactPlan(key, order, jobs, launched_by)
+    return Impact(key, order, jobs, launched_by)

@@ -4,13 +4,14 @@
                     └── half_hourly ─┴── monthly
 
 ``pin_substrate`` fixes substrate version N for the whole run. Each stream op
-launches its stream's job as a separate Dagster run (its own run config: the
-stream's tuning profile with N pinned; tagged with the parent run id) through
-the instance's run queue, waits for it and reports it. settlement and
-half_hourly run side by side; monthly starts only when both succeeded for N.
-A stream whose change feed ``(watermark, N]`` is empty is skipped, not run.
-The reconciled layer is then published by ``watermark_gate`` once every stream
-has consumed N.
+(one per child stream of the registry, named after it, after the streams its
+descriptor names) launches its stream's job as a separate Dagster run (its own
+run config: the stream's tuning profile with N pinned; tagged with the parent run
+id) through the instance's run queue, waits for it and reports it. settlement and
+half_hourly run side by side; monthly starts only when both succeeded for N. A
+stream whose change feed ``(watermark, N]`` is empty is skipped, not run. The
+reconciled layer is then published by ``watermark_gate`` once every stream has
+consumed N.
 
 A failing child fails its op (naming the child, its run and its error); the
 sibling's committed output stays and nothing downstream starts. Re-executing
@@ -22,43 +23,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.origin import JobPythonOrigin
-from dagster._core.remote_origin import RemoteJobOrigin
-from pydantic import Field
+from pydantic import Field, create_model
 
-from margin_pipeline.executors import side_by_side
-from margin_pipeline.operations.sla import PARENT_MAX_RUNTIME
-from margin_pipeline.orchestration.progress import stream_progress
-from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, SUBSTRATE_VERSION_TAG, is_finished, report
-from margin_pipeline.orchestration.streams import CHILD_STREAMS, HALF_HOURLY, MONTHLY, SETTLEMENT, Stream
+from margin_pipeline.defs.executors import side_by_side
+from margin_pipeline.defs.streams import assets as stream_defs
+from margin_pipeline.orchestration.runs import (
+    PARENT_JOB,
+    PARENT_RUN_TAG,
+    STREAM_TAG,
+    SUBSTRATE_VERSION_TAG,
+    is_finished,
+    report,
+)
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.half_hourly.profile import HalfHourlyProfile
-from margin_pipeline.streams.monthly.profile import MonthlyProfile
-from margin_pipeline.streams.settlement.profile import SettlementProfile
-from margin_pipeline.streams.shared.assets import STREAM_TAG
+from margin_pipeline.streams.progress import stream_progress
+from margin_pipeline.streams.registry import CHILD_STREAMS
+from margin_pipeline.streams.shared.sla import PARENT_MAX_RUNTIME
+from margin_pipeline.streams.shared.stream import Stream
 from margin_pipeline.substrate.versions import resolve_pin
 
-PARENT_JOB = "margin_job_of_jobs"
 POLL_SECONDS = 1.0
 
 
-class ParentConfig(dg.Config):
-    """The parent's run config: which N to pin, and each child's tuning profile."""
-
+class _PinConfig(dg.Config):
     substrate_version: int | None = Field(
         default=None, description="Substrate version N to pin (default: the latest recorded)."
     )
     full_rebuild: bool = Field(
         default=False, description="Run every stream as a full rebuild (never skipped)."
     )
-    settlement: SettlementProfile = Field(default_factory=SettlementProfile)
-    half_hourly: HalfHourlyProfile = Field(default_factory=HalfHourlyProfile)
-    monthly: MonthlyProfile = Field(default_factory=MonthlyProfile)
+
+
+#: The parent's run config: which N to pin, and each child's tuning profile (one field per child stream).
+ParentConfig = create_model(
+    "ParentConfig",
+    __base__=_PinConfig,
+    __doc__="The parent's run config: which N to pin, and each child's tuning profile.",
+    **{s.name: (s.profile, Field(default_factory=s.profile)) for s in CHILD_STREAMS},  # type: ignore[call-overload]
+)
 
 
 @dataclass(frozen=True)
-class ParentPlan:
-    """What the parent passes to its children: N and each child's profile (values, N pinned)."""
+class ParentPin:
+    """What the parent hands its children: the pinned N and each child's profile (values, N set)."""
 
     parent_run_id: str
     substrate_version: int
@@ -81,8 +88,10 @@ class ChildOutcome:
     description="Pin substrate version N for the whole parent run and report how far each stream is.",
 )
 def pin_substrate(
-    context: dg.OpExecutionContext, config: ParentConfig, store: DeltaRsStore
-) -> dg.Output[ParentPlan]:
+    context: dg.OpExecutionContext,
+    config: ParentConfig,
+    store: DeltaRsStore,  # type: ignore[valid-type]
+) -> dg.Output[ParentPin]:
     pin = resolve_pin(store, config.substrate_version)
     if pin.number == 0:
         raise dg.Failure("nothing has been ingested yet: there is no substrate version to pin")
@@ -96,7 +105,7 @@ def pin_substrate(
     for line in progress.values():
         context.log.info(line)
     return dg.Output(
-        ParentPlan(context.run_id, pin.number, config.full_rebuild, profiles),
+        ParentPin(context.run_id, pin.number, config.full_rebuild, profiles),
         metadata={
             "substrate_version": pin.number,
             "table_versions": dg.MetadataValue.json(pin.tables),
@@ -105,37 +114,27 @@ def pin_substrate(
     )
 
 
-@dg.op(description="Run settlement_stream for N as a child run (skipped when its change feed is empty).")
-def settlement(
-    context: dg.OpExecutionContext, store: DeltaRsStore, plan: ParentPlan
-) -> dg.Output[ChildOutcome]:
-    return run_child(context, store, SETTLEMENT, plan)
+def child_op(stream: Stream) -> dg.OpDefinition:
+    """The parent's op for ``stream``: named after it, taking the pin and the outcomes of ``after``."""
+    after = f" once {' and '.join(stream.after)} succeeded for N" if stream.after else ""
+    skipped = "" if stream.after else " (skipped when its change feed is empty)"
 
-
-@dg.op(description="Run half_hourly_stream for N as a child run (skipped when its change feed is empty).")
-def half_hourly(
-    context: dg.OpExecutionContext, store: DeltaRsStore, plan: ParentPlan
-) -> dg.Output[ChildOutcome]:
-    return run_child(context, store, HALF_HOURLY, plan)
-
-
-@dg.op(description="Run monthly_stream for N once settlement and half_hourly succeeded for N.")
-def monthly(
-    context: dg.OpExecutionContext,
-    store: DeltaRsStore,
-    plan: ParentPlan,
-    settlement: ChildOutcome,
-    half_hourly: ChildOutcome,
-) -> dg.Output[ChildOutcome]:
-    context.log.info(
-        f"upstream for N={plan.substrate_version}: settlement {settlement.status}, "
-        f"half_hourly {half_hourly.status}"
+    @dg.op(
+        name=stream.name,
+        ins={"pin": dg.In(ParentPin), **{u: dg.In(ChildOutcome) for u in stream.after}},
+        description=f"Run {stream.job_name} for N as a child run{after}{skipped}.",
     )
-    return run_child(context, store, MONTHLY, plan)
+    def _child(context: dg.OpExecutionContext, store: DeltaRsStore, pin: ParentPin, **upstream: ChildOutcome):
+        if upstream:
+            states = ", ".join(f"{name} {outcome.status}" for name, outcome in upstream.items())
+            context.log.info(f"upstream for N={pin.substrate_version}: {states}")
+        return run_child(context, store, stream, pin)
+
+    return _child
 
 
 def run_child(
-    context: dg.OpExecutionContext, store: DeltaRsStore, stream: Stream, plan: ParentPlan
+    context: dg.OpExecutionContext, store: DeltaRsStore, stream: Stream, plan: ParentPin
 ) -> dg.Output[ChildOutcome]:
     """Launch ``stream``'s job for N as a child run and wait for it; skip it if it has nothing to read."""
     pin = resolve_pin(store, plan.substrate_version)
@@ -181,11 +180,10 @@ def run_child(
     )
 
 
-def submit_child(context: dg.OpExecutionContext, stream: Stream, plan: ParentPlan) -> str:
+def submit_child(context: dg.OpExecutionContext, stream: Stream, plan: ParentPin) -> str:
     """Create the child run in the instance and hand it to the run queue (the instance's concurrency
-    limits decide when it starts). The child's origin is the parent's code location."""
-    from margin_pipeline.definitions import defs  # the code location that holds both jobs
-
+    limits decide when it starts). The child's job comes from the parent's own repository, and its
+    origin is the parent's code location with the child's job name."""
     parent = context.dagster_run
     if parent.remote_job_origin is None or parent.job_code_origin is None:
         raise dg.Failure(
@@ -193,20 +191,18 @@ def submit_child(context: dg.OpExecutionContext, stream: Stream, plan: ParentPla
             "launched from a code location (the UI, `dagster job launch`, a sensor or "
             "`margin-pipeline run`), not executed in process."
         )
-    job = defs.resolve_job_def(stream.job_name)
+    job = context.repository_def.get_job(stream.job_name)
     profile = stream.profile.model_validate(plan.profiles[stream.name])
     run = context.instance.create_run_for_job(
         job_def=job,
-        run_config=stream.run_config(profile),
+        run_config=stream_defs.run_config(stream, profile),
         tags={
             **job.tags,
             PARENT_RUN_TAG: parent.run_id,
             SUBSTRATE_VERSION_TAG: str(plan.substrate_version),
         },
-        remote_job_origin=RemoteJobOrigin(
-            repository_origin=parent.remote_job_origin.repository_origin, job_name=stream.job_name
-        ),
-        job_code_origin=JobPythonOrigin(stream.job_name, parent.job_code_origin.repository_origin),
+        remote_job_origin=parent.remote_job_origin._replace(job_name=stream.job_name),
+        job_code_origin=parent.job_code_origin._replace(job_name=stream.job_name),
     )
     context.instance.submit_run(run.run_id, workspace=None)
     return run.run_id
@@ -225,6 +221,9 @@ def _totals(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+CHILD_OPS = {s.name: child_op(s) for s in CHILD_STREAMS}
+
+
 @dg.job(
     name=PARENT_JOB,
     description="The job of jobs: pins substrate version N, runs settlement and half_hourly side by side "
@@ -233,5 +232,7 @@ def _totals(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     executor_def=side_by_side(max_concurrent=2),  # settlement beside half_hourly
 )
 def margin_job_of_jobs():
-    plan = pin_substrate()
-    monthly(plan, settlement(plan), half_hourly(plan))
+    pin = pin_substrate()
+    outcomes: dict[str, Any] = {}
+    for stream in CHILD_STREAMS:
+        outcomes[stream.name] = CHILD_OPS[stream.name](pin, **{u: outcomes[u] for u in stream.after})

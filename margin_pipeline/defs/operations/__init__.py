@@ -1,0 +1,1 @@
+"""What an operator relies on: alerts, SLAs, the run log, table maintenance."""

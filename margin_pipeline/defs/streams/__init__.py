@@ -1,0 +1,1 @@
+"""The stream assets and jobs, built from the registry of streams."""
