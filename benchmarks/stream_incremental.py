@@ -218,10 +218,7 @@ METADATA_KEYS = (
     "substrate_version",
     "rows_read",
     "change_feed_rows_read",
-    "change_feed_rows_by_source",
-    "run_restamp_commits_skipped",
     "snapshot_rows_read",
-    "snapshot_rows_by_source",
     "full_rescan_rows",
     "rows_read_pct_of_full",
     "keys_recomputed",
@@ -239,6 +236,8 @@ def run_streams(
     """Materialize each stream asset on its own (dependency order), pinned at substrate version ``pin``."""
     import dagster as dg
 
+    from margin_pipeline.orchestration.runs import by_source, plain
+
     records = []
     for asset in assets():
         config = {"substrate_version": pin, "full_rebuild": full_rebuild}
@@ -250,8 +249,13 @@ def run_streams(
         if not result.success:
             raise RuntimeError(f"{asset.key.to_user_string()} failed ({label})")
         [event] = result.get_asset_materialization_events()
-        metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+        metadata = {k: plain(v) for k, v in event.materialization.metadata.items()}
         record = {"asset": asset.key.to_user_string(), **{k: metadata.get(k) for k in METADATA_KEYS}}
+        record["change_feed_rows_by_source"] = by_source(metadata, "change_feed_rows")
+        record["snapshot_rows_by_source"] = by_source(metadata, "snapshot_rows")
+        record["run_restamp_commits_skipped"] = {
+            s: n for s, n in by_source(metadata, "restamps_skipped").items() if n
+        }
         record["materialize_seconds"] = seconds
         # Other work shares the machine: the 1-minute load average before and after the call.
         record["loadavg_1m"] = [load_before, os.getloadavg()[0]]

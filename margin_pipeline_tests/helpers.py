@@ -35,8 +35,10 @@ def read(store: DeltaRsStore, spec) -> list[dict[str, Any]]:
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, key: list[str]) -> dict[str, Any]:
+    from margin_pipeline.orchestration.runs import plain
+
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(key)]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    return {k: plain(v) for k, v in event.materialization.metadata.items()}
 
 
 def rows_by_key(store: DeltaRsStore, spec) -> dict[tuple, dict[str, Any]]:

@@ -52,6 +52,7 @@ def test_parent_graph_runs_two_streams_side_by_side_then_monthly() -> None:
         "settlement": ["pin_substrate"],
         "half_hourly": ["pin_substrate"],
         "monthly": ["half_hourly", "pin_substrate", "settlement"],
+        "summary": ["half_hourly", "monthly", "settlement"],
     }
 
 
@@ -97,7 +98,16 @@ def test_asset_graph_snapshot() -> None:
             ],
         ),
         "gold/monthly_margin": ("monthly", ["silver/monthly_day_ledger", "substrate/supply_agreements"]),
-        "gold/hh_margin": ("reconciled", ["gold/hh_revenue", "gold/settlement_cost_hh"]),
+        # Reads hh_revenue and settlement_cost_hh; published after every stream's outputs (the gate).
+        "gold/hh_margin": (
+            "reconciled",
+            [
+                "gold/hh_revenue",
+                "gold/monthly_margin",
+                "gold/settlement_cost_hh",
+                "silver/monthly_day_ledger",
+            ],
+        ),
     }
 
 

@@ -50,7 +50,7 @@ def run_row(run: RunReport) -> dict[str, Any]:
     def total(*keys: str) -> int:
         return int(sum(m.get(k) or 0 for m in assets.values() for k in keys))
 
-    numbers = [m["substrate_version"] for m in assets.values() if isinstance(m.get("substrate_version"), int)]
+    numbers = [int(n) for m in assets.values() if str(n := m.get("substrate_version")).isdigit()]
     tagged = run.tags.get(SUBSTRATE_VERSION_TAG)
     return {
         "run_id": run.run_id,
@@ -59,7 +59,13 @@ def run_row(run: RunReport) -> dict[str, Any]:
         "stream": run.tags.get(STREAM_TAG),
         "status": run.status,
         "substrate_version": int(tagged) if tagged else (max(numbers) if numbers else None),
-        "watermarks": json.dumps({k: m.get("watermarks") for k, m in assets.items() if "watermarks" in m}),
+        "watermarks": json.dumps(
+            {
+                k: {s["source"]: f"{s['from']} -> {s['to']}" for s in m["sources"]}
+                for k, m in assets.items()
+                if m.get("sources")
+            }
+        ),
         "modes": json.dumps({k: m.get("mode") for k, m in assets.items() if "mode" in m}),
         "rows_read": total("rows_read"),
         "rows_written": total("rows_inserted", "rows_updated", "rows_deleted"),

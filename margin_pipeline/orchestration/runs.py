@@ -93,9 +93,22 @@ def _materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, di
         materialization = entry.asset_materialization
         if materialization is not None:
             out[materialization.asset_key.to_user_string()] = {
-                k: v.value for k, v in materialization.metadata.items()
+                k: plain(v) for k, v in materialization.metadata.items()
             }
     return out
+
+
+def plain(value: dg.MetadataValue) -> Any:
+    """A metadata value as plain data: a table as a list of row dicts, anything else as its value."""
+    if isinstance(value, dg.TableMetadataValue):
+        return [dict(record.data) for record in value.records]
+    return value.value
+
+
+def by_source(metadata: dict[str, Any], column: str) -> dict[str, Any]:
+    """One column of a stream materialization's ``sources`` table (as :func:`plain` reads it), by
+    source; sources without a value (not read that way) are left out."""
+    return {s["source"]: s[column] for s in metadata.get("sources") or [] if s[column] is not None}
 
 
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:

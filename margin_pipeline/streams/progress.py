@@ -9,6 +9,7 @@ wait; it reads only the small control tables, never data.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from margin_pipeline.store.base import DeltaStore
@@ -102,3 +103,21 @@ def lagging(store: DeltaStore, now: dt.datetime | None = None) -> list[Lag]:
         if not progress.consumed:
             lags.append(Lag(stream.name, number, pin.recorded_at, waited, stream.sla, progress.describe()))
     return lags
+
+
+def consumed_number(store: DeltaStore, stream: Stream) -> int | None:
+    """The substrate version N ``stream`` last consumed: the lowest over its consumers (None: never)."""
+    numbers = [read_watermarks(store, c.watermark).substrate_version for c in stream.consumers]
+    return None if any(n is None for n in numbers) else min(n for n in numbers if n is not None)
+
+
+def gate_status(
+    store: DeltaStore, streams: Sequence[Stream], pin: SubstratePin
+) -> tuple[list[StreamProgress], str]:
+    """Where ``streams`` stand against ``pin``, and one line for a person: each stream's last consumed
+    N, then who is waited for ("N=7: settlement 7, half_hourly 7, monthly 6: waiting for monthly")."""
+    progress = [stream_progress(store, s, pin) for s in streams]
+    numbers = ", ".join(f"{s.name} {consumed_number(store, s) or 'none'}" for s in streams)
+    behind = [p.stream for p in progress if not p.consumed]
+    waiting = f"waiting for {' and '.join(behind)}" if behind else f"every stream has consumed N={pin.number}"
+    return progress, f"N={pin.number}: {numbers}: {waiting}"

@@ -13,9 +13,9 @@ def test_a_price_change_recomputes_cost_ledger_margin_and_hh_margin() -> None:
     found = impact(defs, "prices")
     assert [k.to_user_string() for k in found.assets] == [
         "gold/settlement_cost_hh",
-        "gold/hh_margin",
         "silver/monthly_day_ledger",
         "gold/monthly_margin",
+        "gold/hh_margin",  # last: the gate publishes it once every stream has consumed N
     ]
     assert found.jobs.keys() == {"settlement_stream", "monthly_stream", "reconciled"}
     assert found.launched_by["settlement_stream"] == "margin_job_of_jobs op settlement"

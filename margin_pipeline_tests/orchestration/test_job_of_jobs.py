@@ -13,35 +13,40 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
 
-from margin_pipeline.defs.job_of_jobs.parent import PARENT_JOB
 from margin_pipeline.defs.job_of_jobs.sensors import gate_request
 from margin_pipeline.engines import shared_engine
 from margin_pipeline.gold import GOLD, SETTLEMENT_COST_HH
 from margin_pipeline.operations.runlog import PIPELINE_RUNS
 from margin_pipeline.orchestration.drive import (
+    LOCATION,
+    REPOSITORY,
     daemon,
     follow_chain,
+    graphql,
     launch,
     reexecute_from_failure,
     wait_for_runs,
 )
-from margin_pipeline.orchestration.runs import PARENT_RUN_TAG, RunReport, report
+from margin_pipeline.orchestration.runs import PARENT_JOB, PARENT_RUN_TAG, RunReport, report
 from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import record_substrate_version
-from margin_pipeline.synthetic import Scenario, generate_history
+from margin_pipeline.synthetic import Scenario, generate_history, generate_next_day
+from margin_pipeline.synthetic.generator import state_path
 from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key
 
 pytestmark = pytest.mark.slow
@@ -138,6 +143,7 @@ class Uninterrupted:
     second_statuses_while_first_ran: set[str]
     reconciled: list[RunReport]
     run_log: dict[str, dict]  # control/pipeline_runs by run id
+    ui: dict[str, Any]  # what the UI reads (GraphQL), gathered while the daemon still ran
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +164,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
         children = children_of(instance, first)
         reconciled = runs_of(instance, "reconciled")
         finished = {first, second, *(c.run_id for c in children.values()), *(r.run_id for r in reconciled)}
+        run_log = logged_runs(DataRoot(root=str(root)), finished)
+        ui = operator_view(instance, root, first, children)
         return Uninterrupted(
             root=root,
             parent=parent,
@@ -169,8 +177,132 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
             parent_steps=step_spans(instance, first),
             second_statuses_while_first_ran=seen,
             reconciled=reconciled,
-            run_log=logged_runs(DataRoot(root=str(root)), finished),
+            run_log=run_log,
+            ui=ui,
         )
+
+
+RUN_QUERY = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run {
+      tags { key value }
+      eventConnection { events { __typename
+        ... on MessageEvent { message stepKey }
+        ... on ExecutionStepOutputEvent { metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } }
+      } }
+    }
+  }
+}"""
+GATE_QUERY = """
+query Gate($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 100) { status skipReason } } }
+  }
+}"""
+ASSET_QUERY = """
+query Asset($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        metadataEntries { label __typename
+          ... on TableMetadataEntry { table { records schema { columns { name } } } }
+          ... on IntMetadataEntry { intValue }
+          ... on TextMetadataEntry { text }
+          ... on FloatMetadataEntry { floatValue } }
+      }
+      definition {
+        owners { ... on TeamAssetOwner { team } }
+        tags { key value }
+        metadataEntries { label ... on TableSchemaMetadataEntry { schema { columns { name } } } }
+      }
+    }
+  }
+}"""
+
+
+def operator_view(
+    instance: dg.DagsterInstance, root: Path, parent_id: str, children: dict[str, RunReport]
+) -> dict[str, Any]:
+    """What an operator sees in the UI after the chain, read through GraphQL as the UI reads it; then a
+    manual hh_margin materialization launched while the gate is closed (a newer N no stream consumed)."""
+    child = children["settlement_stream"]
+    gate = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": "watermark_gate"}
+    view = {
+        "child": graphql(RUN_QUERY, {"runId": child.run_id})["runOrError"],
+        "parent": graphql(RUN_QUERY, {"runId": parent_id})["runOrError"],
+        "gate": graphql(GATE_QUERY, {"selector": gate})["sensorOrError"],
+        "asset": graphql(ASSET_QUERY, {"key": {"path": ["gold", "settlement_cost_hh"]}})["assetOrError"],
+    }
+    data_root = DataRoot(root=str(root))
+    store = DeltaRsStore(lake_root=str(data_root.lake))
+    hh_margin_version = store.version(GOLD["hh_margin"])
+    # The next day, generated beside landing/ (landing_sensor must not see it) and ingested in process
+    # (no sensor sees that either): N=2 is recorded and no stream has consumed it.
+    scratch = root / "scratch" / "landing"
+    scratch.mkdir(parents=True)
+    shutil.copy(state_path(data_root.landing), state_path(scratch))
+    generate_next_day(scratch)
+    ingest(data_root, store, sorted(scratch.rglob("*.csv")))
+    record_substrate_version(store, "test")
+    (view["manual_hh_margin"],) = wait_for_runs(instance, [launch("reconciled")], timeout=300)
+    view["hh_margin_version_before_after"] = (hh_margin_version, store.version(GOLD["hh_margin"]))
+    return view
+
+
+def test_a_child_run_leads_back_to_its_parent(uninterrupted: Uninterrupted) -> None:
+    child = uninterrupted.ui["child"]
+    tags = {t["key"]: t["value"] for t in child["tags"]}
+    assert tags["margin_pipeline/parent_run_id"] == uninterrupted.parent.run_id
+    events = child["eventConnection"]["events"]
+    messages = [e.get("message") or "" for e in events if e["__typename"] == "LogMessageEvent"]
+    assert messages and f"{PARENT_JOB} run {uninterrupted.parent.run_id}" in messages[0]
+    assert uninterrupted.children["settlement_stream"].assets["gold/settlement_cost_hh"]["parent_run"]
+
+
+def test_the_parent_summary_lists_every_child(uninterrupted: Uninterrupted) -> None:
+    outputs = [
+        e
+        for e in uninterrupted.ui["parent"]["eventConnection"]["events"]
+        if e["__typename"] == "ExecutionStepOutputEvent" and e["stepKey"] == "summary"
+    ]
+    [table] = [m["mdStr"] for e in outputs for m in e["metadataEntries"] if m["label"] == "children"]
+    for job, child in uninterrupted.children.items():
+        assert f"| {job} | [{child.run_id[:8]}](/runs/{child.run_id}) | succeeded | 1 |" in table
+
+
+def test_gate_ticks_name_the_stream_that_is_behind(uninterrupted: Uninterrupted) -> None:
+    ticks = uninterrupted.ui["gate"]["sensorState"]["ticks"]
+    assert ticks and [t for t in ticks if t["status"] == "SKIPPED" and not t["skipReason"]] == []
+    reasons = [t["skipReason"] or "" for t in ticks]
+    assert any("waiting for monthly" in r for r in reasons), reasons
+
+
+def test_asset_metadata_reads_at_a_glance(uninterrupted: Uninterrupted) -> None:
+    asset = uninterrupted.ui["asset"]
+    [materialization] = asset["assetMaterializations"]
+    entries = {m["label"]: m for m in materialization["metadataEntries"]}
+    assert next(iter(entries)) == "rows_read_pct_of_full"  # the headline first
+    sources = entries["sources"]["table"]
+    assert [c["name"] for c in sources["schema"]["columns"]][:3] == ["source", "from", "to"]
+    assert {json.loads(r)["source"] for r in sources["records"]} >= {"settlement_volumes", "prices"}
+    assert entries["dagster/row_count"]["intValue"] > 0
+    assert entries["substrate_version"]["__typename"] == "TextMetadataEntry"
+    definition = asset["definition"]
+    assert {o["team"] for o in definition["owners"]} == {"settlement"}
+    assert {"key": "layer", "value": "gold"} in definition["tags"]
+    schema = {m["label"]: m for m in definition["metadataEntries"]}["dagster/column_schema"]["schema"]
+    assert "total_cost_gbp" in [c["name"] for c in schema["columns"]]
+
+
+def test_a_manual_hh_margin_with_the_gate_closed_refuses_and_names_who_is_behind(
+    uninterrupted: Uninterrupted,
+) -> None:
+    manual = uninterrupted.ui["manual_hh_margin"]
+    assert manual.status == "FAILURE"
+    assert "the gate is closed: N=2" in manual.error and "waiting for settlement" in manual.error
+    before, after = uninterrupted.ui["hh_margin_version_before_after"]
+    assert before is not None and after == before, "nothing was written"
 
 
 def test_children_run_side_by_side_and_monthly_waits_for_both(uninterrupted: Uninterrupted) -> None:

@@ -52,7 +52,7 @@ def test_pipes_subprocess_engine_publishes_what_the_local_engine_does(tmp_path: 
         assert set(remote[key]) == set(figures), key
         for name in (
             "mode",
-            "watermarks",
+            "sources",
             "rows_read",
             "full_rescan_rows",
             "rows_inserted",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import SETTLEMENT_COST_HH
+from margin_pipeline.orchestration.runs import by_source
 from margin_pipeline_tests.helpers import csv, metadata_of, read
 
 settlement_cost_hh = ASSETS["settlement_cost_hh"]
@@ -100,7 +102,7 @@ def test_restatement_updates_only_changed_rows(publish, materialize, store) -> N
     assert meta["mode"] == "incremental"
     # The substrate emits the one changed volume (pre- and post-image) and the date's new run, not
     # the 47 unchanged rows; the stream reads those two change feeds, and 48 + 1 runs + 0 others.
-    assert meta["change_feed_rows_by_source"] == {"settlement_volumes": 2, "publication_runs": 2}
+    assert by_source(meta, "change_feed_rows") == {"settlement_volumes": 2, "publication_runs": 2}
     # Every row's run_type moved SF -> R1, so all 48 rows update: period 35 by the MERGE (with its
     # new cost), the other 47 re-stamped in place by one commit marked as a run re-stamp.
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 48, 0)
@@ -123,7 +125,7 @@ def test_restated_price_reprices_its_half_hour_in_place(publish, materialize, st
     meta = metadata_of(result, ["gold", "settlement_cost_hh"])
     # Period 36's price moved 50 -> 90: its cost row is re-priced from its own kwh_gsp and
     # non-energy cost. No volume is read (no snapshot of settlement_volumes, no keys recomputed).
-    assert "settlement_volumes" not in meta["snapshot_rows_by_source"]
+    assert "settlement_volumes" not in by_source(meta, "snapshot_rows")
     assert meta["keys_recomputed"] == 0
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 1, 0)
     after = read(store, SETTLEMENT_COST_HH)
@@ -207,3 +209,17 @@ def test_clock_change_days_have_their_periods(publish, materialize, store) -> No
     assert r["non_energy_cost_gbp"] == pytest.approx(
         0.105 / 1000 * 3 + 0.105 * 1 / 100 + 0.24 / 50, abs=1e-12
     )
+
+
+def test_hh_margin_refuses_to_publish_while_the_gate_is_closed(publish, materialize, store) -> None:
+    """hh_margin is published by the gate: materialized by hand while a stream has not consumed N, it
+    fails naming who is behind and writes nothing; once every stream has consumed N it publishes."""
+    from margin_pipeline.gold import HH_MARGIN
+
+    publish({**BASE, "settlement_volumes": csv(VOLUMES, *day_of(MPAN, DAY, "SF", {}))})
+    assert materialize([settlement_cost_hh]).success
+    with pytest.raises(dg.Failure, match=r"the gate is closed: N=1: settlement 1, .*waiting for half_hourly"):
+        materialize([ASSETS["hh_margin"]])
+    assert store.version(HH_MARGIN) is None, "nothing was written"
+    assert materialize([ASSETS[n] for n in ("hh_revenue", "monthly_day_ledger", "monthly_margin")]).success
+    assert materialize([ASSETS["hh_margin"]]).success

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from margin_pipeline.defs.streams.factory import layer_tag, table_metadata
 from margin_pipeline.orchestration.runs import STREAM_TAG
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store import MergeOutcome
@@ -16,6 +17,8 @@ from margin_pipeline.substrate.versions import record_substrate_version
 
 SUBSTRATE_GROUP = "substrate"
 INGEST_JOB = "ingest"
+#: Who answers for the substrate: the landing feeds and their publication semantics.
+INGEST_OWNER = "team:data-platform"
 
 DESCRIPTIONS = {
     "metering_points": "Metering points: GSP group and line loss factor per MPAN core (upsert on mpan_core).",
@@ -50,7 +53,9 @@ class IngestConfig(dg.Config):
             description=DESCRIPTIONS[feed],
             skippable=True,
             kinds={"delta", "python"},
-            metadata={"dagster/table_name": SUBSTRATE[feed].name, "key": ", ".join(SUBSTRATE[feed].key)},
+            metadata=table_metadata(SUBSTRATE[feed]),
+            owners=[INGEST_OWNER],
+            tags=layer_tag(SUBSTRATE[feed]),
         )
         for feed in SUBSTRATE
     ],

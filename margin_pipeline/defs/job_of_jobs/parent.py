@@ -1,7 +1,7 @@
 """``margin_job_of_jobs``: the parent that owns cross-stream order, parallelism and the substrate pin.
 
     pin_substrate ──┬── settlement ──┐
-                    └── half_hourly ─┴── monthly
+                    └── half_hourly ─┴── monthly ── summary
 
 ``pin_substrate`` fixes substrate version N for the whole run. Each stream op
 (one per child stream of the registry, named after it, after the streams its
@@ -168,7 +168,7 @@ def run_child(
         )
     totals = _totals(child.assets)
     return dg.Output(
-        ChildOutcome(stream.name, "succeeded", child_id, pin.number, totals),
+        ChildOutcome(stream.name, "succeeded", child_id, pin.number, {**totals, "seconds": child.seconds}),
         metadata={
             "outcome": "succeeded",
             "child_run": link,
@@ -224,6 +224,36 @@ def _totals(assets: dict[str, dict[str, Any]]) -> dict[str, Any]:
 CHILD_OPS = {s.name: child_op(s) for s in CHILD_STREAMS}
 
 
+@dg.op(
+    ins={s.name: dg.In(ChildOutcome) for s in CHILD_STREAMS},
+    description="Report every child of this run in one table: job, run, outcome, N, rows read and "
+    "written, seconds. The watermark gate publishes hh_margin from here.",
+)
+def summary(context: dg.OpExecutionContext, **children: ChildOutcome) -> dg.Output[None]:
+    lines = [
+        "| stream | job | child run | outcome | N | rows read | rows written | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for stream in CHILD_STREAMS:
+        child = children[stream.name]
+        run = f"[{child.run_id[:8]}](/runs/{child.run_id})" if child.run_id else "(not launched)"
+        figures = child.detail
+        written = sum(int(figures.get(k) or 0) for k in ("rows_inserted", "rows_updated", "rows_deleted"))
+        lines.append(
+            f"| {stream.name} | {stream.job_name} | {run} | {child.status} | {child.substrate_version} | "
+            f"{int(figures.get('rows_read') or 0):,} | {written:,} | {figures.get('seconds', 0):.1f} |"
+        )
+    launched = [c for c in children.values() if c.run_id]
+    context.log.info(f"{len(launched)} child run(s) for N={next(iter(children.values())).substrate_version}")
+    return dg.Output(
+        None,
+        metadata={
+            "children": dg.MetadataValue.md("\n".join(lines)),
+            **{f"{c.stream}_run": dg.MetadataValue.dagster_run(c.run_id) for c in launched if c.run_id},
+        },
+    )
+
+
 @dg.job(
     name=PARENT_JOB,
     description="The job of jobs: pins substrate version N, runs settlement and half_hourly side by side "
@@ -236,3 +266,4 @@ def margin_job_of_jobs():
     outcomes: dict[str, Any] = {}
     for stream in CHILD_STREAMS:
         outcomes[stream.name] = CHILD_OPS[stream.name](pin, **{u: outcomes[u] for u in stream.after})
+    summary(**outcomes)

@@ -20,7 +20,7 @@ from margin_pipeline.defs.job_of_jobs import parent
 from margin_pipeline.defs.streams import assets as stream_defs
 from margin_pipeline.orchestration.runs import PARENT_JOB, SUBSTRATE_VERSION_TAG
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.progress import stream_progress
+from margin_pipeline.streams.progress import gate_status, stream_progress
 from margin_pipeline.streams.reconciled import RECONCILED
 from margin_pipeline.streams.registry import CHILD_STREAMS
 from margin_pipeline.substrate.tables import SUBSTRATE
@@ -42,15 +42,15 @@ STREAM_OUTPUTS = [t.asset_key for s in CHILD_STREAMS for t in s.tables if t.asse
 )
 def substrate_sensor(context: dg.MultiAssetSensorEvaluationContext, store: DeltaRsStore):
     if not any(context.latest_materialization_records_by_key().values()):
-        return dg.SkipReason("no substrate table was materialized since the last evaluation")
+        return dg.SkipReason(f"{status_line(store)} (no substrate table materialized since the last tick)")
     context.advance_all_cursors()
     number = latest_substrate_version(store)
     if number is None:
         return dg.SkipReason("no substrate version recorded yet")
-    pin = resolve_pin(store, number)
-    behind = [p for s in CHILD_STREAMS if not (p := stream_progress(store, s, pin)).consumed]
-    if not behind:
-        return dg.SkipReason(f"every stream has already consumed substrate version {number}")
+    progress, line = gate_status(store, CHILD_STREAMS, resolve_pin(store, number))
+    if all(p.consumed for p in progress):
+        return dg.SkipReason(f"{line}: nothing for {PARENT_JOB} to run")
+    context.log.info(f"{line}: launching {PARENT_JOB} for N={number}")
     return dg.RunRequest(
         run_key=f"substrate@{number}",
         run_config=dg.RunConfig(ops={"pin_substrate": parent.ParentConfig(substrate_version=number)}),
@@ -68,9 +68,17 @@ def substrate_sensor(context: dg.MultiAssetSensorEvaluationContext, store: Delta
 )
 def watermark_gate(context: dg.MultiAssetSensorEvaluationContext, store: DeltaRsStore):
     if not any(context.latest_materialization_records_by_key().values()):
-        return dg.SkipReason("no stream published since the last evaluation")
+        return dg.SkipReason(f"{status_line(store)} (no stream published since the last tick)")
     context.advance_all_cursors()
     return gate_request(store)
+
+
+def status_line(store: DeltaRsStore) -> str:
+    """Where the child streams stand against the latest N, in one line."""
+    number = latest_substrate_version(store)
+    if number is None:
+        return "no substrate version recorded yet"
+    return gate_status(store, CHILD_STREAMS, resolve_pin(store, number))[1]
 
 
 def gate_request(store: DeltaRsStore) -> dg.RunRequest | dg.SkipReason:
@@ -79,12 +87,13 @@ def gate_request(store: DeltaRsStore) -> dg.RunRequest | dg.SkipReason:
     if number is None:
         return dg.SkipReason("no substrate version recorded yet")
     pin = resolve_pin(store, number)
-    closed = [p.describe() for s in CHILD_STREAMS if not (p := stream_progress(store, s, pin)).consumed]
-    if closed:
-        return dg.SkipReason(f"gate closed for N={number}: " + "; ".join(closed))
+    progress, line = gate_status(store, CHILD_STREAMS, pin)
+    if not all(p.consumed for p in progress):
+        behind = "; ".join(p.describe() for p in progress if not p.consumed)
+        return dg.SkipReason(f"gate closed for N={number}: {line} ({behind})")
     reconciled = stream_progress(store, RECONCILED, pin)
     if reconciled.consumed:
-        return dg.SkipReason(f"hh_margin already reflects N={number}")
+        return dg.SkipReason(f"{line}: hh_margin already reflects N={number}")
     inputs = ",".join(f"{s.source}={s.target}" for s in reconciled.sources)
     return dg.RunRequest(
         run_key=f"hh_margin@{number}:{inputs}",

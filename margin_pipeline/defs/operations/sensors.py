@@ -23,7 +23,7 @@ import json
 import dagster as dg
 
 from margin_pipeline.operations.alerts import Alert, AlertsResource
-from margin_pipeline.operations.runlog import run_row, write_runs
+from margin_pipeline.operations.runlog import PIPELINE_RUNS, run_row, write_runs
 from margin_pipeline.orchestration.runs import (
     FINISHED_STATUSES,
     PARENT_RUN_TAG,
@@ -178,4 +178,19 @@ def run_log_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
     rows = [run_row(report(context.instance, r.dagster_run.run_id)) for r in records]
     written = write_runs(store, rows)
     context.update_cursor(str(max(r.update_timestamp.timestamp() for r in records)))
-    return dg.SkipReason(f"logged {len(rows)} finished run(s) ({written} new or changed)")
+    # The work shows as an observation of the run log table (the asset catalog lists it with its
+    # history); the tick itself can only be "skipped", as a sensor that requests no run is.
+    logged = f"wrote {len(rows)} finished run(s) to {PIPELINE_RUNS.name} ({written} new or changed)"
+    observation = dg.AssetObservation(
+        asset_key=PIPELINE_RUNS.asset_key,
+        description=logged,
+        metadata={
+            "runs_logged": len(rows),
+            "rows_changed": written,
+            "runs": dg.MetadataValue.md(
+                "\n".join(f"- {r['job']} {r['run_id'][:8]}: {r['status']}" for r in rows)
+            ),
+            "delta_table": dg.MetadataValue.path(store.uri(PIPELINE_RUNS)),
+        },
+    )
+    return dg.SensorResult(asset_events=[observation], skip_reason=logged)

@@ -29,7 +29,15 @@ from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.defs.streams.factory import check_specs, published
+from margin_pipeline.defs.streams.factory import (
+    announce_parent,
+    check_specs,
+    launched_by,
+    layer_tag,
+    presented,
+    published,
+    table_metadata,
+)
 from margin_pipeline.engines import SparkEngine
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.remote.launch import refresh_remote
@@ -62,6 +70,7 @@ STREAM = _stream.name
 def margin_months(
     context: dg.OpExecutionContext, config: MonthlyProfile, store: DeltaRsStore, spark: SparkEngine
 ) -> Iterator[Any]:
+    announce_parent(context)
     if config.engine != "local":  # the commit step runs the whole for-each on the remote engine
         remote = config.model_dump(mode="json")
         retry = config.retry.model_dump()
@@ -113,7 +122,8 @@ def margin_commit(
         else:
             metadata = commit_margin(spark.spark_session, store, plan, months, context.run_id, context.log)
             metadata = {"engine": spark.engine, **metadata}
-    for event in published(MONTHLY_MARGIN.asset_key, STREAM, metadata, every=MONTHLY_MARGIN_CHECKS):
+    shown = presented(context, store, MONTHLY_MARGIN, metadata)
+    for event in published(MONTHLY_MARGIN, STREAM, shown, every=MONTHLY_MARGIN_CHECKS):
         if isinstance(event, dg.MaterializeResult):
             yield dg.Output(None, "result", metadata=event.metadata)
         else:
@@ -136,8 +146,10 @@ def _profile(config: MonthlyProfile) -> dict[str, Any]:
     config=_profile,
     kinds={"spark", "delta"},
     check_specs=CHECKS,
-    metadata={"dagster/table_name": MONTHLY_MARGIN.name, "key": ", ".join(MONTHLY_MARGIN.key)},
-    description=f"{OUTPUT.description} Key: {', '.join(MONTHLY_MARGIN.key)}.",
+    metadata=table_metadata(MONTHLY_MARGIN),
+    owners=[_stream.owner],
+    tags=layer_tag(MONTHLY_MARGIN),
+    description=f"{OUTPUT.description} Key: {', '.join(MONTHLY_MARGIN.key)}. {launched_by(_stream)}",
 )
 def monthly_margin_asset(ledger, agreements):
     plan, months = margin_months(ledger=ledger, agreements=agreements)

@@ -14,6 +14,7 @@ from margin_pipeline.streams.shared.stream import Output, Stream
 HALF_HOURLY = Stream(
     name="half_hourly",
     job_name="half_hourly_stream",
+    owner="team:pricing",
     description="Half-hourly stream: revenue of HH-tariff days, from the substrate change feed.",
     profile=HalfHourlyProfile,
     sla=Sla(

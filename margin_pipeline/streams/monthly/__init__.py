@@ -17,6 +17,7 @@ from margin_pipeline.streams.shared.stream import Consumer, Output, Stream
 MONTHLY = Stream(
     name="monthly",
     job_name="monthly_stream",
+    owner="team:finance",
     description="Monthly stream: per-MPAN-day ledger, then monthly margin per account, one step per "
     f"affected month (at most execution.config.max_concurrent at once, default {MONTH_CONCURRENCY}).",
     profile=MonthlyProfile,

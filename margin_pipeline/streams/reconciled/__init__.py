@@ -14,7 +14,8 @@ from margin_pipeline.streams.shared.stream import Output, Stream
 RECONCILED = Stream(
     name="reconciled",
     job_name="reconciled",
-    description="Publish hh_margin (launched by the watermark gate once every stream has consumed N).",
+    owner="team:finance",
+    description="Publish hh_margin, the reconciled layer.",
     profile=ReconciledProfile,
     sla=Sla(freshness=dt.timedelta(hours=5), warn=dt.timedelta(hours=3), max_runtime=dt.timedelta(hours=1)),
     outputs=[
@@ -25,4 +26,6 @@ RECONCILED = Stream(
             "have all consumed the same substrate version (docs/contract.md, 'hh_margin').",
         )
     ],
+    after=("settlement", "half_hourly", "monthly"),
+    gated=True,
 )

@@ -15,6 +15,7 @@ from margin_pipeline.streams.shared.stream import Output, Stream
 SETTLEMENT = Stream(
     name="settlement",
     job_name="settlement_stream",
+    owner="team:settlement",
     description="Settlement stream: half-hourly cost for every meter, from the substrate change feed.",
     profile=SettlementProfile,
     # Settlement data lands through the day: a day's publication must be margin-ready within hours.

@@ -64,14 +64,19 @@ class Stream:
 
     name: str  # asset group, the job's stream tag, the parent's op, the alert route
     job_name: str
+    owner: str  # who answers for it: its assets' owner in the UI (an email or ``team:<name>``)
     description: str  # of its job
     profile: type[StreamProfile]
     sla: Sla
     outputs: Sequence[Output]
     #: Steps of one run side by side (the monthly for-each), at most this many; None: one step at a time.
     side_by_side: int | None = None
-    #: Streams that must have succeeded for N before this one starts (the parent's order).
+    #: Streams that must have succeeded for N before this one starts (the parent's order; for a gated
+    #: stream, the streams that must all have consumed N before it may publish).
     after: tuple[str, ...] = ()
+    #: Published by the watermark gate, not by the parent: a run refuses while a stream in ``after``
+    #: has not consumed its N (a manual materialization then says which).
+    gated: bool = False
 
     @property
     def consumers(self) -> list[Consumer]:
