@@ -20,7 +20,7 @@ def refresh_remote(context: Any, profile: Any, output: str, lake_root: str) -> d
     """Refresh ``output`` on ``profile.engine``; returns the metadata the entry point reported.
 
     ``lake_root`` is the run's local lake (the subprocess engine); a Databricks cluster uses
-    ``profile.databricks.lake_root``. No credentials pass through here: for Databricks, the SDK
+    ``lake_root`` of the profile's cluster. No credentials pass through here: for Databricks, the SDK
     reads ``DATABRICKS_HOST`` and ``DATABRICKS_TOKEN`` (or OAuth) from the environment.
     """
     extras: dict[str, Any] = {"output": output, "profile": profile.model_dump(mode="json")}
@@ -58,8 +58,8 @@ def _databricks(context: Any, profile: Any, output: str, extras: dict[str, Any])
     from dagster_databricks import PipesDatabricksClient
     from databricks.sdk import WorkspaceClient
 
-    extras["store"] = delta_spark_store(profile.databricks, output)
+    extras["store"] = delta_spark_store(profile.cluster(), output)
     client = PipesDatabricksClient(
-        client=WorkspaceClient(), poll_interval_seconds=profile.databricks.poll_interval_seconds
+        client=WorkspaceClient(), poll_interval_seconds=profile.cluster().poll_interval_seconds
     )
     return client.run(context=context, task=submit_task(output, profile), extras=extras)

@@ -59,7 +59,7 @@ def test_no_credential_reaches_the_task_or_the_extras(monkeypatch: pytest.Monkey
         {"task": submit_task("gold/settlement_cost_hh", profile).as_dict(), "profile": profile.model_dump()}
     )
     assert SECRET not in sent and "DATABRICKS_TOKEN" not in sent
-    fields = set(SettlementProfile.model_fields) | set(type(profile.databricks).model_fields)
+    fields = set(SettlementProfile.model_fields) | set(type(profile.cluster()).model_fields)
     assert not {f for f in fields if "token" in f or "password" in f or "secret" in f}
 
 
@@ -106,13 +106,27 @@ def test_tables_by_path_or_by_unity_catalog_name() -> None:
     from margin_pipeline.remote.launch import delta_spark_store
     from margin_pipeline.store.delta_spark import DeltaSparkStore
 
-    by_path = delta_spark_store(SettlementProfile(databricks={"lake_root": LAKE}).databricks, "x")
+    by_path = delta_spark_store(SettlementProfile(databricks={"lake_root": LAKE}).cluster(), "x")
     assert (by_path["lake_root"], by_path["catalog"]) == (LAKE, "")
     assert DeltaSparkStore(**{k: v for k, v in by_path.items() if k != "kind"}).table_name(HH_MARGIN) is None
 
-    uc = SettlementProfile(databricks={"catalog": "main", "schema_name": "margin"}).databricks
+    uc = SettlementProfile(databricks={"catalog": "main", "schema_name": "margin"}).cluster()
     store = DeltaSparkStore(**{k: v for k, v in delta_spark_store(uc, "x").items() if k != "kind"})
     assert store.table_name(HH_MARGIN) == "main.margin.gold_hh_margin"
 
     with pytest.raises(dg.Failure, match=r"needs databricks\.lake_root"):
-        delta_spark_store(SettlementProfile().databricks, "gold/settlement_cost_hh")
+        delta_spark_store(SettlementProfile().cluster(), "gold/settlement_cost_hh")
+
+
+def test_the_launchpad_shows_no_cluster_until_a_stream_goes_to_databricks() -> None:
+    """The parent's default config has no Databricks block (each child's ``databricks`` is null); a
+    databricks run without one gets its stream's cluster defaults, and a partial block keeps them."""
+    from margin_pipeline.streams.monthly.profile import MonthlyCompute
+    from margin_pipeline.streams.settlement.profile import SettlementCompute
+
+    job = defs.resolve_job_def("margin_job_of_jobs")
+    config = dg.validate_run_config(job, {})["ops"]["pin_substrate"]["config"]
+    assert all(config[s.name]["databricks"] is None for s in CHILD_STREAMS)
+    assert SettlementProfile(engine="databricks").cluster() == SettlementCompute()
+    partial = MonthlyProfile(databricks={"lake_root": LAKE}).cluster()
+    assert partial == MonthlyCompute(lake_root=LAKE) and partial.node_type_id == MonthlyCompute().node_type_id

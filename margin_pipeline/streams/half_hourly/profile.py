@@ -23,6 +23,8 @@ class HalfHourlyProfile(StreamProfile):
     broadcast_threshold_mb: int = Field(
         default=32, description="Reference tables below this size are broadcast to the half-hourly joins."
     )
-    databricks: HalfHourlyCompute = Field(
-        default_factory=HalfHourlyCompute, description="The job cluster when engine is databricks."
+    databricks: HalfHourlyCompute | None = Field(
+        default=None,
+        description="Job cluster when engine is databricks (default: HalfHourlyCompute); ignored otherwise.",
     )
+    CLUSTER = HalfHourlyCompute

@@ -27,9 +27,11 @@ class MonthlyProfile(StreamProfile):
     broadcast_threshold_mb: int = Field(
         default=64, description="Reference tables below this size are broadcast to the joins."
     )
-    databricks: MonthlyCompute = Field(
-        default_factory=MonthlyCompute, description="The job cluster when engine is databricks."
+    databricks: MonthlyCompute | None = Field(
+        default=None,
+        description="Job cluster when engine is databricks (default: MonthlyCompute); ignored otherwise.",
     )
+    CLUSTER = MonthlyCompute
     backfill_from: str | None = Field(
         default=None,
         description="Backfill: recompute every account of the months backfill_from..backfill_to (YYYY-MM, "

@@ -23,6 +23,8 @@ class SettlementProfile(StreamProfile):
     broadcast_threshold_mb: int = Field(
         default=64, description="Reference tables below this size are broadcast to the half-hourly joins."
     )
-    databricks: SettlementCompute = Field(
-        default_factory=SettlementCompute, description="The job cluster when engine is databricks."
+    databricks: SettlementCompute | None = Field(
+        default=None,
+        description="Job cluster when engine is databricks (default: SettlementCompute); ignored otherwise.",
     )
+    CLUSTER = SettlementCompute

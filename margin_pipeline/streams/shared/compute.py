@@ -82,7 +82,7 @@ def submit_task(output: str, profile: Any) -> jobs.SubmitTask:
     """
     from databricks.sdk.service import compute, jobs
 
-    settings: DatabricksCompute = profile.databricks
+    settings: DatabricksCompute = profile.cluster()
     return jobs.SubmitTask(
         task_key=output.replace("/", "__"),
         description=f"margin_pipeline: refresh {output}",

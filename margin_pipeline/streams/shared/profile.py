@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -37,13 +37,22 @@ class StreamProfile(dg.Config):
         description="local: in the run's process; pipes_subprocess: the remote entry point in a local "
         "subprocess; databricks: the remote entry point on a job cluster built from `databricks`.",
     )
-    databricks: DatabricksCompute = Field(
-        default_factory=DatabricksCompute, description="The job cluster when engine is databricks."
+    databricks: DatabricksCompute | None = Field(
+        default=None,
+        description="The job cluster when engine is databricks; only what differs from the stream's "
+        "defaults (its CLUSTER) needs setting. Ignored on other engines.",
     )
     retry: RetryProfile = Field(
         default_factory=RetryProfile,
         description="Retries of transient faults (commit conflicts, JVM or network hiccups) with backoff.",
     )
+
+    #: The stream's job-cluster defaults, used where ``databricks`` is not set.
+    CLUSTER: ClassVar[type[DatabricksCompute]] = DatabricksCompute
+
+    def cluster(self) -> DatabricksCompute:
+        """The job cluster of a databricks run: ``databricks`` as set, else the stream's defaults."""
+        return self.databricks if self.databricks is not None else self.CLUSTER()
 
     def spark_conf(self) -> dict[str, str]:
         return {
