@@ -98,11 +98,9 @@ def _ui(root: Path, port: int) -> int:
     if engine is None:
         return 2
     prepare_dagster_home(root)
-    workspace = str(REPO_ROOT / "workspace.yaml")
-    dagster = str(Path(sys.executable).parent / "dagster")
     with shared_engine(engine) as url:
         print(f"engine: {engine}" + (f", serving every run at {url}" if url else ""), flush=True)
-        process = subprocess.Popen([dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", workspace])
+        process = subprocess.Popen(ui_command(port))
 
         def forward(signum: int, _frame: object) -> None:  # stop dagster dev first, then the engine
             process.send_signal(signum)
@@ -122,6 +120,13 @@ def _env(root: Path) -> int:
     print(f"export {ROOT_ENV}={shlex.quote(str(root))}")
     print(f"export DAGSTER_HOME={shlex.quote(str(home))}")
     return 0
+
+
+def ui_command(port: int) -> list[str]:
+    """``dagster dev`` for the UI: bound to 127.0.0.1 only (reach it from elsewhere through an SSH
+    tunnel or a reverse proxy with authentication, never by binding it wider)."""
+    dagster = str(Path(sys.executable).parent / "dagster")
+    return [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO_ROOT / "workspace.yaml")]
 
 
 def _generate(root: Path, args: argparse.Namespace) -> int:

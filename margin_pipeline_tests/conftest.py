@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,16 @@ Drop = Callable[[str, str, str], Path]
 
 @pytest.fixture
 def drop(data_root: DataRoot) -> Drop:
-    """Write a landing file ``landing/<feed>/<name>`` with ``text`` and return its path."""
+    """Write a landing file ``landing/<feed>/<name>`` with ``text``, as handed over a minute ago (settled:
+    ``margin_pipeline.substrate.ingest.settled``), and return its path."""
 
     def _drop(feed: str, name: str, text: str) -> Path:
         folder = data_root.landing / feed
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
         path.write_text(text, encoding="utf-8")
+        handed_over = time.time() - 60  # written and handed over a minute ago: settled
+        os.utime(path, (handed_over, handed_over))
         return path
 
     return _drop

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import pytest
@@ -192,3 +193,17 @@ def test_large_reads_reach_the_engine_through_a_staged_file(
         == sorted(rows.to_pylist() and [tuple(r.values()) for r in rows.to_pylist()])
     )
     assert staged.schema == inline.schema
+
+
+def test_the_ui_and_the_engine_server_listen_on_loopback_only() -> None:
+    """Nothing this project starts listens beyond the machine: the UI (`margin-pipeline ui`) and the
+    shared Sail server bind 127.0.0.1."""
+    from margin_pipeline.cli import ui_command
+
+    command = ui_command(3000)
+    assert command[command.index("-h") + 1] == "127.0.0.1"
+    server = SailServer()
+    try:
+        assert urlparse(server.url()).hostname == "127.0.0.1"
+    finally:
+        server.stop()

@@ -11,6 +11,7 @@ code location defined by ``workspace.yaml``, exactly as the UI and
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -36,12 +37,56 @@ from margin_pipeline.substrate.versions import latest_substrate_version, resolve
 WORKSPACE = REPO_ROOT / "workspace.yaml"
 DAEMONS_NEEDED = ("SENSOR", "QUEUED_RUN_COORDINATOR")
 HEARTBEAT_FRESH_SECONDS = 45  # the daemon beats every 30 s
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def daemon_running(instance: dg.DagsterInstance) -> bool:
+    """Whether a daemon serves ``instance``: its heartbeats are fresh and, where ``/proc`` shows
+    processes (Linux), a ``dagster-daemon`` of this ``DAGSTER_HOME`` is alive. A daemon killed with
+    SIGKILL leaves heartbeats that look fresh for up to a minute; the process check sees through them
+    (and wipes them, so nothing else trusts them)."""
     beats = instance.get_daemon_heartbeats()
     now = time.time()
-    return all(d in beats and now - beats[d].timestamp < HEARTBEAT_FRESH_SECONDS for d in DAEMONS_NEEDED)
+    fresh = all(d in beats and now - beats[d].timestamp < HEARTBEAT_FRESH_SECONDS for d in DAEMONS_NEEDED)
+    alive = daemon_processes(os.environ.get("DAGSTER_HOME", ""))
+    if fresh and alive is not None and not alive:
+        instance.wipe_daemon_heartbeats()
+        return False
+    return fresh
+
+
+def daemon_processes(home: str) -> list[int] | None:
+    """Pids of the ``dagster-daemon`` processes whose ``DAGSTER_HOME`` is ``home`` (``dagster dev``
+    runs one too); None where ``/proc`` cannot tell."""
+    proc = Path("/proc")
+    if not home or not (proc / "self" / "environ").exists():
+        return None
+    wanted = f"DAGSTER_HOME={home}".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            # `dagster-daemon run` (margin-pipeline run) or `python -m dagster._daemon run` (dagster dev)
+            named = (
+                any(part.endswith(b"dagster-daemon") for part in command[:2])
+                or b"dagster._daemon" in command[:3]
+            )
+            if not named or b"run" not in command:
+                continue
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _die_with_parent() -> None:
+    """In the daemon's process before it starts (Linux): SIGTERM it when the process that started it
+    dies, however it dies, so a killed ``margin-pipeline run`` leaves no daemon behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -54,7 +99,12 @@ def daemon(instance: dg.DagsterInstance, log: Path) -> Iterator[bool]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     try:
         yield True

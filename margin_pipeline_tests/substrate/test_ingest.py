@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,15 @@ from margin_pipeline.contracts.feeds import FEEDS
 from margin_pipeline.contracts.mpan import with_check_digit
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.substrate.ingest import FileOutcome, IngestReport, ingest, pending_files
+from margin_pipeline.substrate.ingest import (
+    FileOutcome,
+    IngestReport,
+    LandingPathError,
+    drop_key,
+    ingest,
+    landing_path,
+    pending_files,
+)
 from margin_pipeline.substrate.tables import INGEST_LOG, SUBSTRATE
 
 M1 = with_check_digit("120000000000")
@@ -527,3 +536,60 @@ def test_header_only_upsert_file_is_unchanged(data_root, store, ingest_text):
     assert outcome.status == "unchanged"
     assert outcome.applied.rows == 0
     assert (data_root.archive / "tariffs" / "empty.csv").exists()
+
+
+def test_a_file_that_changed_since_the_sensor_saw_it_stays_in_landing(data_root, store, drop):
+    """The sensor chose the file at one size; the writer was still appending: ingest leaves it for a
+    later run, nothing of it applied (no half-written file is ever read)."""
+    path = drop("tariffs", "t.csv", csv("tariffs", "AGILE,HH"))
+    seen = drop_key(path)
+    with path.open("a", encoding="utf-8") as out:
+        out.write("FLAT,MONTHLY\n")
+    report = ingest(data_root, store, [path], seen={path: seen})
+    assert report.files == [] and path.exists()
+    assert store.version(SUBSTRATE["tariffs"]) is None
+    assert only(ingest(data_root, store, [path], seen={path: drop_key(path)})).status == "applied"
+
+
+@pytest.mark.parametrize(
+    "relative", ["../outside.csv", "/etc/passwd", "prices/../../outside.csv", "prices/a/b.csv"]
+)
+def test_a_landing_path_outside_landing_is_refused(data_root, relative):
+    with pytest.raises(LandingPathError, match="refused landing file"):
+        landing_path(data_root, relative)
+
+
+def test_the_ingest_job_refuses_a_path_out_of_landing_and_moves_nothing(data_root, store):
+    import dagster as dg
+
+    from margin_pipeline.defs.ingest.assets import ingest_landing
+
+    outside = data_root.path / "outside.csv"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    outside.write_text("secret\n")
+    config = {"ops": {"ingest_landing": {"config": {"files": ["../outside.csv"]}}}}
+    result = dg.materialize(
+        [ingest_landing],
+        resources={"data_root": data_root, "store": store},
+        run_config=config,
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "refused landing file '../outside.csv'" in failure.step_failure_data.error.message
+    assert outside.read_text() == "secret\n" and not data_root.quarantine.exists()
+
+
+@pytest.mark.parametrize("name", [b"pr\xffices.csv", ("p" * 240 + ".csv").encode()])
+def test_a_name_that_is_not_utf8_or_too_long_is_quarantined(data_root, store, name):
+    folder = data_root.landing / "prices"
+    folder.mkdir(parents=True)
+    path = Path(os.fsdecode(os.path.join(os.fsencode(folder), name)))
+    path.write_text(csv("prices", "2025-10-01,1,II,50.0"))
+    outcome = only(ingest(data_root, store, pending_files(data_root)))
+    assert (outcome.status, outcome.rejection.rule) == ("rejected", "file name")
+    assert pending_files(data_root) == [] and not path.exists()
+    [kept] = [p for p in (data_root.quarantine / "prices").iterdir() if p.suffix == ".csv"]
+    error = json.loads(kept.with_name(kept.name + ".error.json").read_text())
+    assert error["rule"] == "file name" and "prices/" in error["file"]
+    assert store.read_arrow(INGEST_LOG).column("rule").to_pylist() == ["file name"]

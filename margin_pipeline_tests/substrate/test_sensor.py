@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 
 import dagster as dg
 
 from margin_pipeline.defs.ingest.sensor import landing_sensor
 from margin_pipeline.settings import DataRoot
+from margin_pipeline.substrate.ingest import SETTLE_SECONDS, drop_key
 from margin_pipeline_tests.conftest import Drop
 
 
@@ -75,3 +77,25 @@ def test_files_outside_feed_folders_are_ignored(data_root: DataRoot, drop: Drop)
     (data_root.landing / "README.csv").write_text("x")
     requests, _ = evaluate(data_root, None)
     assert requests == []
+
+
+def test_a_file_still_being_written_waits_until_it_has_settled(data_root: DataRoot) -> None:
+    """A writer that cannot rename appends to prices/p.csv while the sensor ticks: no run is requested
+    until the file has been unchanged for SETTLE_SECONDS, and then the complete file is requested."""
+    folder = data_root.landing / "prices"
+    folder.mkdir(parents=True)
+    path = folder / "p.csv"
+    path.write_text("settlement_date,settlement_period,run_type,price_gbp_per_mwh\n")
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources={"data_root": data_root}
+    )
+    first = landing_sensor.evaluate_tick(context)
+    assert not first.run_requests and "1 file(s) still being written" in (first.skip_message or "")
+    with path.open("a") as out:  # it grows: still being written
+        out.write("2025-10-01,1,II,50.0\n")
+    assert not landing_sensor.evaluate_tick(context).run_requests
+    settled_at = time.time() - SETTLE_SECONDS - 1
+    os.utime(path, (settled_at, settled_at))  # nothing written for longer than the settle window
+    [request] = landing_sensor.evaluate_tick(context).run_requests
+    assert files_of(request) == ["prices/p.csv"]
+    assert request.run_config["ops"]["ingest_landing"]["config"]["seen"] == [drop_key(path)]

@@ -11,7 +11,13 @@ from margin_pipeline.orchestration.runs import STREAM_TAG
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store import MergeOutcome
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.substrate.ingest import IngestReport, ingest, pending_files
+from margin_pipeline.substrate.ingest import (
+    IngestReport,
+    LandingPathError,
+    ingest,
+    landing_path,
+    pending_files,
+)
 from margin_pipeline.substrate.tables import INGEST_LOG, INGEST_ORDER, RUNS, SUBSTRATE
 from margin_pipeline.substrate.versions import record_substrate_version
 
@@ -43,6 +49,11 @@ class IngestConfig(dg.Config):
         description="Files to ingest, relative to landing/ (e.g. 'prices/2025-10-02_01_prices.csv'). "
         "Empty: everything pending in landing.",
     )
+    seen: list[str] = Field(
+        default_factory=list,
+        description="What landing_sensor saw of each file (<feed>/<name>:<mtime ns>:<size>): a file "
+        "that changed since is still being written and is left for a later run.",
+    )
 
 
 @dg.multi_asset(
@@ -71,8 +82,14 @@ def ingest_landing(
     and the change-feed rows this run wrote. Rejected files go to quarantine and
     are reported; they do not fail the run (other files in the batch still apply).
     """
-    files = [data_root.landing / f for f in config.files] if config.files else pending_files(data_root)
-    report = ingest(data_root, store, files, run_id=context.run_id)
+    try:
+        files = (
+            [landing_path(data_root, f) for f in config.files] if config.files else pending_files(data_root)
+        )
+    except LandingPathError as refused:
+        raise dg.Failure(description=str(refused)) from refused
+    seen = {data_root.landing / key.rsplit(":", 2)[0]: key for key in config.seen}
+    report = ingest(data_root, store, files, run_id=context.run_id, seen=seen)
     pin = record_substrate_version(store, context.run_id) if report.changed else None
     for feed in INGEST_ORDER:
         outcomes = report.by_feed(feed)

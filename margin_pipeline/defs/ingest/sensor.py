@@ -2,38 +2,39 @@
 
 import hashlib
 import json
-from pathlib import Path
+import time
 
 import dagster as dg
 
 from margin_pipeline.defs.ingest import assets as ingest
 from margin_pipeline.settings import DataRoot
-from margin_pipeline.substrate.ingest import pending_files
-
-
-def file_key(path: Path) -> str:
-    """Identity of one drop of a file: re-dropping the same name later is a new drop."""
-    stat = path.stat()
-    return f"{path.parent.name}/{path.name}:{stat.st_mtime_ns}:{stat.st_size}"
+from margin_pipeline.substrate.ingest import SETTLE_SECONDS, drop_key, pending_files, settled
 
 
 @dg.sensor(
     job_name=ingest.INGEST_JOB,
     minimum_interval_seconds=5,  # the sensor daemon's own loop: no sensor ticks more often
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Launches ingest for files dropped under landing/<feed>/ (cursor + run_key: once a drop).",
+    description="Launches ingest for files dropped under landing/<feed>/ once they have settled "
+    "(cursor + run_key: once a drop; a file still being written waits).",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, data_root: DataRoot):
-    files = {file_key(p): p for p in pending_files(data_root)}
+    now = time.time()
+    pending = pending_files(data_root)
+    files = {drop_key(p): p for p in pending if settled(p, SETTLE_SECONDS, now)}
+    writing = len(pending) - len(files)
+    waiting = (
+        f"; {writing} file(s) still being written (unchanged for < {SETTLE_SECONDS:g} s)" if writing else ""
+    )
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     new = sorted(k for k in files if k not in seen)
     # Remember only drops still in landing: once ingest moves a file away, a re-drop is new.
     context.update_cursor(json.dumps(sorted(files)))
     if not new:
-        return dg.SkipReason(f"no new files in {data_root.landing}")
+        return dg.SkipReason(f"no new files in {data_root.landing}{waiting}")
     relative = [str(files[k].relative_to(data_root.landing)) for k in new]
     return dg.RunRequest(
-        run_key=hashlib.sha256("\n".join(new).encode()).hexdigest()[:24],
-        run_config=dg.RunConfig(ops={"ingest_landing": ingest.IngestConfig(files=relative)}),
+        run_key=hashlib.sha256("\n".join(new).encode("utf-8", "surrogateescape")).hexdigest()[:24],
+        run_config=dg.RunConfig(ops={"ingest_landing": ingest.IngestConfig(files=relative, seen=new)}),
         tags={"margin_pipeline/files": str(len(relative))},
     )

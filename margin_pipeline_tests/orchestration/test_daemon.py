@@ -1,0 +1,72 @@
+"""The daemon ``margin-pipeline run`` starts dies with it, and a dead daemon's heartbeats are not trusted.
+
+A process holding :func:`~margin_pipeline.orchestration.drive.daemon` open is killed with SIGKILL (a
+closed terminal, an OOM kill, a CI timeout): the ``dagster-daemon`` it started must not outlive it,
+and the heartbeats it left (fresh for up to a minute) must not make the next ``run`` believe a
+daemon still serves the instance.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from margin_pipeline.orchestration.drive import DAEMONS_NEEDED, daemon_processes, daemon_running
+from margin_pipeline.settings import REPO_ROOT, prepare_dagster_home
+
+pytestmark = pytest.mark.slow
+
+DRIVER = """
+import time
+import dagster as dg
+from pathlib import Path
+from margin_pipeline.orchestration.drive import daemon
+with dg.DagsterInstance.get() as instance, daemon(instance, Path("{log}")):
+    print("started", flush=True)
+    time.sleep(600)
+"""
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal and /proc are Linux")
+def test_a_killed_driver_leaves_no_daemon_and_no_trusted_heartbeat(tmp_path: Path, monkeypatch) -> None:
+    home = prepare_dagster_home(tmp_path / "margin")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER.format(log=home / "daemon.log")],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert driver.stdout is not None and driver.stdout.readline().strip() == b"started"
+        with dg.DagsterInstance.get() as instance:
+            beats = instance.get_daemon_heartbeats
+            wait_until(lambda: all(d in beats() for d in DAEMONS_NEEDED), 90, "the daemon's first heartbeats")
+            [pid] = daemon_processes(str(home)) or [None]
+            assert pid is not None and daemon_running(instance)
+
+            driver.send_signal(signal.SIGKILL)  # no finally, no cleanup: what a closed terminal does
+            driver.wait()
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), 60, f"daemon {pid} to die with its driver")
+            assert all(d in beats() for d in DAEMONS_NEEDED), "its heartbeats are still there and fresh"
+            assert not daemon_running(instance), "a process check sees through them"
+            assert beats() == {}, "and wipes them, so nothing else trusts them"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
