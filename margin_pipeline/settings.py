@@ -14,6 +14,9 @@ from pathlib import Path
 import dagster as dg
 
 ROOT_ENV = "MARGIN_PIPELINE_ROOT"
+#: A PostgreSQL URL for the Dagster instance (``postgresql+psycopg2://user:password@host:port/db``, the
+#: driver dagster-postgres installs); unset: SQLite.
+POSTGRES_URL_ENV = "DAGSTER_PG_URL"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,17 +55,29 @@ class DataRoot(dg.ConfigurableResource):
 
 
 def prepare_dagster_home(root: Path) -> Path:
-    """Point ``DAGSTER_HOME`` at ``<root>/dagster``, linking the repo's one ``dagster.yaml`` into it.
+    """Point ``DAGSTER_HOME`` at ``<root>/dagster``, with the repo's one ``dagster.yaml`` in it.
 
-    Instance state (run history, event logs, compute logs) thus lives under the data
-    root, never in the source tree, while ``dagster.yaml`` stays a single versioned file.
+    Instance state (run history, event logs, compute logs) thus lives under the data root,
+    never in the source tree, while ``dagster.yaml`` stays a single versioned file: linked as
+    it is (SQLite, the default), or, when ``$DAGSTER_PG_URL`` is set, written with its storage
+    switched to that PostgreSQL database (the URL, password included, stays in the
+    environment: the file names the variable, never its value).
     """
     home = root / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    link = home / "dagster.yaml"
+    config = home / "dagster.yaml"
     source = REPO_ROOT / "dagster.yaml"
-    if source.exists() and not link.exists():
-        link.symlink_to(source)
+    if os.environ.get(POSTGRES_URL_ENV):
+        import yaml
+
+        rendered = yaml.safe_load(source.read_text())
+        rendered["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_ENV}}}
+        config.unlink(missing_ok=True)
+        header = f"# Rendered from {source}, storage on ${POSTGRES_URL_ENV}.\n"
+        config.write_text(header + yaml.safe_dump(rendered))
+    elif source.exists() and not (config.is_symlink() and config.resolve() == source.resolve()):
+        config.unlink(missing_ok=True)  # none yet, or a PostgreSQL rendering: back to the default
+        config.symlink_to(source)
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ.setdefault(ROOT_ENV, str(root))
     return home
