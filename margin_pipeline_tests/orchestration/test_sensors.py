@@ -7,12 +7,12 @@ stream run would (``advance_watermarks`` to the versions a run pinned to N reads
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pytest
 
-from margin_pipeline.definitions import defs
 from margin_pipeline.defs.job_of_jobs.sensors import (
-    STREAM_OUTPUTS,
     gate_request,
     substrate_sensor,
     watermark_gate,
@@ -60,19 +60,15 @@ def consume(store: DeltaRsStore, stream: Stream, number: int) -> None:
 
 
 class SensorHarness:
-    """Evaluates a multi-asset sensor tick after tick, carrying its cursor like the daemon does."""
+    """Evaluates a sensor tick after tick, carrying its cursor like the daemon does."""
 
-    def __init__(self, sensor, monitored, instance: dg.DagsterInstance, store: DeltaRsStore) -> None:
-        self.sensor, self.monitored, self.instance, self.store = sensor, monitored, instance, store
+    def __init__(self, sensor, instance: dg.DagsterInstance, store: DeltaRsStore) -> None:
+        self.sensor, self.instance, self.store = sensor, instance, store
         self.cursor: str | None = None
 
     def tick(self) -> dg.RunRequest | dg.SkipReason:
-        context = dg.build_multi_asset_sensor_context(
-            monitored_assets=self.monitored,
-            instance=self.instance,
-            definitions=defs,
-            resources={"store": self.store},
-            cursor=self.cursor,
+        context = dg.build_sensor_context(
+            instance=self.instance, resources={"store": self.store}, cursor=self.cursor
         )
         result = self.sensor(context)
         self.cursor = context.cursor
@@ -89,8 +85,7 @@ def instance():
 
 
 def test_substrate_sensor_requests_one_parent_per_substrate_version(publish, store, instance) -> None:
-    keys = [spec.asset_key for spec in SUBSTRATE.values()]
-    sensor = SensorHarness(substrate_sensor, keys, instance, store)
+    sensor = SensorHarness(substrate_sensor, instance, store)
     assert isinstance(sensor.tick(), dg.SkipReason)  # nothing ingested, nothing materialized
 
     assert publish({"prices": prices("2025-10-01", "SF", 50.0)}) == 1
@@ -157,10 +152,22 @@ def test_gate_opens_only_when_every_stream_has_consumed_n(history, publish, stor
 
 
 def test_watermark_gate_sensor_acts_on_stream_publications(history, store, instance) -> None:
-    sensor = SensorHarness(watermark_gate, STREAM_OUTPUTS, instance, store)
+    sensor = SensorHarness(watermark_gate, instance, store)
     for stream in (SETTLEMENT, HALF_HOURLY, MONTHLY):
         consume(store, stream, 1)
     assert isinstance(sensor.tick(), dg.SkipReason), "no stream published yet"
     sensor.materialized(MONTHLY.tables[-1].asset_key)
     request = sensor.tick()
     assert isinstance(request, dg.RunRequest) and request.run_key.startswith("hh_margin@1:")
+
+
+def test_the_gate_cursor_names_what_it_has_seen(history, store, instance) -> None:
+    """A person reading a tick can tell what the gate had seen: its cursor is, per stream output, the
+    event storage id of the last materialization it saw."""
+    sensor = SensorHarness(watermark_gate, instance, store)
+    sensor.tick()
+    assert sensor.cursor == "{}"
+    sensor.materialized(SETTLEMENT.tables[0].asset_key)
+    sensor.tick()
+    seen = json.loads(sensor.cursor or "")
+    assert list(seen) == ["gold/settlement_cost_hh"] and isinstance(seen["gold/settlement_cost_hh"], int)

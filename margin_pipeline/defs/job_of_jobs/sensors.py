@@ -1,4 +1,8 @@
-"""Asset sensors that carry the chain on from ingest, event driven end to end.
+"""Sensors on asset events that carry the chain on from ingest, event driven end to end.
+
+Each reacts to new materializations of the assets it watches. Its cursor says, per asset,
+the last materialization it has seen, by name (``{"gold/hh_revenue": 812, ...}``: event
+storage ids), so a person reading a tick can tell what it had seen.
 
 ``substrate_sensor``: when ingest materializes substrate tables (and so records
 a new substrate version N), launch the parent for N; ``run_key`` per N, so one
@@ -12,7 +16,7 @@ says which and why). ``run_key`` is N plus the versions of the two tables
 hh_margin is built from, so one input state publishes once.
 """
 
-import warnings
+import json
 
 import dagster as dg
 
@@ -26,24 +30,32 @@ from margin_pipeline.streams.registry import CHILD_STREAMS
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin
 
-# Dagster steers asset-triggered runs towards Declarative Automation, but keeps multi-asset sensors for
-# "a specific job must be targeted": here, the parent job and the gate's reconciled job.
-warnings.filterwarnings("ignore", message="Class `MultiAssetSensorDefinition` is superseded")
-
 STREAM_OUTPUTS = [t.asset_key for s in CHILD_STREAMS for t in s.tables if t.asset_key.path[0] == "gold"]
+SUBSTRATE_TABLES = [spec.asset_key for spec in SUBSTRATE.values()]
 
 
-@dg.multi_asset_sensor(
-    monitored_assets=[spec.asset_key for spec in SUBSTRATE.values()],
+def newly_materialized(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey]) -> list[str]:
+    """The assets of ``keys`` materialized since the cursor (all of them on a first tick), and the
+    cursor moved past them: per asset, the storage id of its latest materialization."""
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    latest = {}
+    for key in keys:
+        records = context.instance.fetch_materializations(key, limit=1).records
+        if records:
+            latest[key.to_user_string()] = records[0].storage_id
+    context.update_cursor(json.dumps({**seen, **latest}, sort_keys=True))
+    return sorted(name for name, storage_id in latest.items() if storage_id > seen.get(name, -1))
+
+
+@dg.sensor(
     job_name=PARENT_JOB,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=f"Launches {PARENT_JOB} when ingest records a new substrate version N (run_key per N).",
 )
-def substrate_sensor(context: dg.MultiAssetSensorEvaluationContext, store: DeltaRsStore):
-    if not any(context.latest_materialization_records_by_key().values()):
+def substrate_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
+    if not newly_materialized(context, SUBSTRATE_TABLES):
         return dg.SkipReason(f"{status_line(store)} (no substrate table materialized since the last tick)")
-    context.advance_all_cursors()
     number = latest_substrate_version(store)
     if number is None:
         return dg.SkipReason("no substrate version recorded yet")
@@ -58,18 +70,18 @@ def substrate_sensor(context: dg.MultiAssetSensorEvaluationContext, store: Delta
     )
 
 
-@dg.multi_asset_sensor(
-    monitored_assets=STREAM_OUTPUTS,
+@dg.sensor(
     job_name=RECONCILED.job_name,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="The watermark gate: publishes hh_margin once settlement, half_hourly and monthly have all "
     "consumed the latest substrate version N.",
 )
-def watermark_gate(context: dg.MultiAssetSensorEvaluationContext, store: DeltaRsStore):
-    if not any(context.latest_materialization_records_by_key().values()):
+def watermark_gate(context: dg.SensorEvaluationContext, store: DeltaRsStore):
+    published = newly_materialized(context, STREAM_OUTPUTS)
+    if not published:
         return dg.SkipReason(f"{status_line(store)} (no stream published since the last tick)")
-    context.advance_all_cursors()
+    context.log.info(f"published since the last tick: {', '.join(published)}")
     return gate_request(store)
 
 
