@@ -44,6 +44,8 @@ class StreamProgress:
     stream: str
     substrate_version: int
     sources: tuple[SourceLag, ...]
+    #: The substrate version N the stream last consumed: the lowest over its consumers (None: never).
+    last_consumed: int | None = None
 
     @property
     def consumed(self) -> bool:
@@ -62,11 +64,14 @@ class StreamProgress:
 
 def stream_progress(store: DeltaStore, stream: Stream, pin: SubstratePin) -> StreamProgress:
     lags: list[SourceLag] = []
+    numbers: list[int | None] = []
     for consumer in stream.consumers:
-        seen = read_watermarks(store, consumer.watermark).versions
+        marks = read_watermarks(store, consumer.watermark)
+        numbers.append(marks.substrate_version)
         for name, target in source_targets(store, consumer.sources, pin).items():
-            lags.append(SourceLag(consumer.watermark, name, seen.get(name), target))
-    return StreamProgress(stream.name, pin.number, tuple(lags))
+            lags.append(SourceLag(consumer.watermark, name, marks.versions.get(name), target))
+    last = None if any(n is None for n in numbers) else min(n for n in numbers if n is not None)
+    return StreamProgress(stream.name, pin.number, tuple(lags), last)
 
 
 @dataclass(frozen=True)
@@ -105,19 +110,13 @@ def lagging(store: DeltaStore, now: dt.datetime | None = None) -> list[Lag]:
     return lags
 
 
-def consumed_number(store: DeltaStore, stream: Stream) -> int | None:
-    """The substrate version N ``stream`` last consumed: the lowest over its consumers (None: never)."""
-    numbers = [read_watermarks(store, c.watermark).substrate_version for c in stream.consumers]
-    return None if any(n is None for n in numbers) else min(n for n in numbers if n is not None)
-
-
 def gate_status(
     store: DeltaStore, streams: Sequence[Stream], pin: SubstratePin
 ) -> tuple[list[StreamProgress], str]:
     """Where ``streams`` stand against ``pin``, and one line for a person: each stream's last consumed
     N, then who is waited for ("N=7: settlement 7, half_hourly 7, monthly 6: waiting for monthly")."""
     progress = [stream_progress(store, s, pin) for s in streams]
-    numbers = ", ".join(f"{s.name} {consumed_number(store, s) or 'none'}" for s in streams)
+    numbers = ", ".join(f"{p.stream} {p.last_consumed or 'none'}" for p in progress)
     behind = [p.stream for p in progress if not p.consumed]
     waiting = f"waiting for {' and '.join(behind)}" if behind else f"every stream has consumed N={pin.number}"
     return progress, f"N={pin.number}: {numbers}: {waiting}"
