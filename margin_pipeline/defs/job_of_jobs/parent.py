@@ -27,6 +27,7 @@ from pydantic import Field, create_model
 
 from margin_pipeline.defs.executors import side_by_side
 from margin_pipeline.defs.streams import assets as stream_defs
+from margin_pipeline.defs.streams.factory import max_runtime_tag
 from margin_pipeline.orchestration.runs import (
     PARENT_JOB,
     PARENT_RUN_TAG,
@@ -258,7 +259,7 @@ def summary(context: dg.OpExecutionContext, **children: ChildOutcome) -> dg.Outp
     name=PARENT_JOB,
     description="The job of jobs: pins substrate version N, runs settlement and half_hourly side by side "
     "and monthly after both, each as its own child run; the watermark gate then publishes hh_margin.",
-    tags={STREAM_TAG: "parent", "dagster/max_runtime": str(int(PARENT_MAX_RUNTIME.total_seconds()))},
+    tags={STREAM_TAG: "parent", **max_runtime_tag(PARENT_MAX_RUNTIME)},
     executor_def=side_by_side(max_concurrent=2),  # settlement beside half_hourly
 )
 def margin_job_of_jobs():

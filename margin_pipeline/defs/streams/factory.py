@@ -1,5 +1,6 @@
 """How a stream output becomes a Dagster asset and a stream a job: one factory for every stream."""
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -67,7 +68,7 @@ def stream_job(stream: Stream, **job_args: Any) -> Any:
         stream.job_name,
         selection=dg.AssetSelection.groups(stream.name),
         description=f"{stream.description} {launched_by(stream)}",
-        tags={STREAM_TAG: stream.name, **max_runtime_tag(stream.sla)},
+        tags={STREAM_TAG: stream.name, **max_runtime_tag(stream.sla.max_runtime)},
         **job_args,
     )
 
@@ -138,8 +139,9 @@ def freshness_policy(sla: Sla) -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.time_window(fail_window=sla.freshness, warn_window=sla.warn)
 
 
-def max_runtime_tag(sla: Sla) -> dict[str, str]:
-    return {"dagster/max_runtime": str(int(sla.max_runtime.total_seconds()))}
+def max_runtime_tag(max_runtime: dt.timedelta) -> dict[str, str]:
+    """The tag run monitoring enforces: a run over ``max_runtime`` is canceled (an SLA breach)."""
+    return {"dagster/max_runtime": str(int(max_runtime.total_seconds()))}
 
 
 def check_specs(key: dg.AssetKey, checks: Sequence[Check]) -> list[dg.AssetCheckSpec]:
