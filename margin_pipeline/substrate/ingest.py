@@ -123,19 +123,21 @@ def ingest(
     store: DeltaRsStore,
     files: Iterable[Path],
     run_id: str = "",
-    seen: dict[Path, str] | None = None,
+    seen: Iterable[str] = (),
 ) -> IngestReport:
     """Apply ``files`` (paths under ``landing/<feed>/``) to the substrate.
 
-    ``seen`` maps a file to the :func:`drop_key` it had when the sensor chose it: a file that
+    ``seen`` holds the :func:`drop_key` each file had when the sensor chose it: a file whose key
     changed since (still being written) is left in landing for a later run.
     """
     report = IngestReport()
+    chosen = {key.rsplit(":", 2)[0]: key for key in seen}  # <feed>/<name> -> its drop key
     for path in ordered(files):
         if not path.exists():
             log.info("%s is no longer in landing (handled by an earlier run); skipping", path)
             continue
-        if seen and path in seen and drop_key(path) != seen[path]:
+        known = chosen.get(f"{path.parent.name}/{path.name}")
+        if known is not None and drop_key(path) != known:
             log.warning(
                 "%s changed since landing_sensor saw it (still being written?); left in landing", path
             )

@@ -545,10 +545,10 @@ def test_a_file_that_changed_since_the_sensor_saw_it_stays_in_landing(data_root,
     seen = drop_key(path)
     with path.open("a", encoding="utf-8") as out:
         out.write("FLAT,MONTHLY\n")
-    report = ingest(data_root, store, [path], seen={path: seen})
+    report = ingest(data_root, store, [path], seen=[seen])
     assert report.files == [] and path.exists()
     assert store.version(SUBSTRATE["tariffs"]) is None
-    assert only(ingest(data_root, store, [path], seen={path: drop_key(path)})).status == "applied"
+    assert only(ingest(data_root, store, [path], seen=[drop_key(path)])).status == "applied"
 
 
 @pytest.mark.parametrize(

@@ -88,8 +88,7 @@ def ingest_landing(
         )
     except LandingPathError as refused:
         raise dg.Failure(description=str(refused)) from refused
-    seen = {data_root.landing / key.rsplit(":", 2)[0]: key for key in config.seen}
-    report = ingest(data_root, store, files, run_id=context.run_id, seen=seen)
+    report = ingest(data_root, store, files, run_id=context.run_id, seen=config.seen)
     pin = record_substrate_version(store, context.run_id) if report.changed else None
     for feed in INGEST_ORDER:
         outcomes = report.by_feed(feed)
