@@ -6,6 +6,7 @@
     margin-pipeline plan --changed prices                       # which assets and jobs a change runs
     margin-pipeline reexecute RUN_ID                            # repair: re-run a failed run from failure
     margin-pipeline summary                                     # what the lake holds
+    margin-pipeline explain --account ACC1 --month 2025-10      # why an account-month's margin moved
     eval "$(margin-pipeline env)"                               # dagster and dg: the same instance
 
 Runs are recorded in the Dagster instance under ``$MARGIN_PIPELINE_ROOT/dagster``,
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     again = sub.add_parser("reexecute", help="re-execute a failed run from failure (the UI's button)")
     again.add_argument("run_id")
     sub.add_parser("summary", help="print what the lake holds")
+    why = sub.add_parser(
+        "explain", help="an account-month's margin across substrate versions, and the causes of each movement"
+    )
+    why.add_argument("--account", required=True, help="account_id")
+    why.add_argument("--month", required=True, help="YYYY-MM")
     sub.add_parser(
         "env",
         help="print the exports that point `dagster` and `dg` at this data root's instance "
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return _ui(root, args.port)
     if args.command == "env":
         return _env(root)
+    if args.command == "explain":
+        return _explain(root, args.account, args.month)
     print(render_summary(DataRoot(root=str(root))))
     return 0
 
@@ -220,6 +228,48 @@ def _reexecute(root: Path, run_id: str) -> int:
     return 0 if outcome.success else 1
 
 
+def _explain(root: Path, account: str, month_text: str) -> int:
+    try:
+        month = dt.datetime.strptime(month_text, "%Y-%m").date()
+    except ValueError:
+        print(f"margin-pipeline explain: --month must be YYYY-MM, got {month_text!r}", file=sys.stderr)
+        return 2
+    print(render_explanation(DataRoot(root=str(root)), account, month))
+    return 0
+
+
+def render_explanation(root: DataRoot, account: str, month: dt.date) -> str:
+    """``margin-pipeline explain``: the margin after each movement and, per movement, its causes in
+    substitution order and the runs held for the month's dates before and after."""
+    from margin_pipeline.store.delta_rs import DeltaRsStore
+    from margin_pipeline.streams.monthly.bridge import movements_of
+
+    now, moves = movements_of(DeltaRsStore(lake_root=str(root.lake)), account, month)
+    title = f"{account} {month:%Y-%m}: margin_gbp "
+    if now is None and not moves:
+        return title + "has no row in gold/monthly_margin and no movement in gold/margin_bridge."
+    lines = [title + ("now " + f"{now:.6f}" if now is not None else "now none (no contributing day)")]
+    if not moves:
+        lines.append("no movement since the first substrate version the monthly stream consumed.")
+        return "\n".join(lines)
+    first = moves[0]
+    lines += ["", f"{'substrate version':<20}{'margin_gbp':>14}{'moved':>14}"]
+    lines.append(f"{'N=' + str(first.from_version):<20}{first.margin_before:>14.6f}")
+    for m in moves:
+        lines.append(
+            f"{'N=' + str(m.to_version):<20}{m.margin_after:>14.6f}{m.margin_after - m.margin_before:>+14.6f}"
+        )
+    for m in moves:
+        lines += ["", f"N={m.from_version} -> N={m.to_version}: {m.margin_after - m.margin_before:+.6f} GBP"]
+        lines += [f"  {cause:<15}{delta:>+14.6f}" for cause, delta in m.causes.items()]
+        lines.append(f"  runs held: {_runs(m.runs_before)} -> {_runs(m.runs_after)}")
+    return "\n".join(lines)
+
+
+def _runs(held: dict[str, int]) -> str:
+    return ", ".join(f"{run} x{days}" for run, days in held.items()) or "none"
+
+
 def render_runs(runs) -> str:
     """One line per run (children indented under their parent) and one per asset it materialized."""
     from margin_pipeline.orchestration.runs import PARENT_RUN_TAG
@@ -245,7 +295,7 @@ def render_summary(root: DataRoot, ingest_runs: list[str] | None = None) -> str:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from margin_pipeline.gold import GOLD, MONTHLY_MARGIN
+    from margin_pipeline.gold import GOLD, MARGIN_BRIDGE, MONTHLY_MARGIN
     from margin_pipeline.store.delta_rs import DeltaRsStore
     from margin_pipeline.substrate.tables import INGEST_LOG, SUBSTRATE
     from margin_pipeline.substrate.versions import latest_substrate_version
@@ -257,7 +307,7 @@ def render_summary(root: DataRoot, ingest_runs: list[str] | None = None) -> str:
         f"{'table':<32}{'version':>8}{'rows':>14}",
     ]
     tables = [(f"substrate/{n}", s) for n, s in SUBSTRATE.items()] + [
-        (f"gold/{n}", s) for n, s in GOLD.items()
+        (s.name, s) for s in (*GOLD.values(), MARGIN_BRIDGE)
     ]
     for name, spec in tables:
         version = store.version(spec)

@@ -87,3 +87,22 @@ HH_MARGIN = TableSpec(
 GOLD: dict[str, TableSpec] = {
     spec.short_name: spec for spec in (SETTLEMENT_COST_HH, HH_REVENUE, MONTHLY_MARGIN, HH_MARGIN)
 }
+
+#: v1.1: why ``monthly_margin.margin_gbp`` moved between the substrate versions the monthly stream
+#: consumed, one row per cause (:mod:`margin_pipeline.streams.monthly.bridge`). Not in :data:`GOLD`:
+#: its rows depend on which versions a deployment consumed, so a full recompute of the same
+#: substrate does not reproduce them.
+MARGIN_BRIDGE = TableSpec(
+    name="gold/margin_bridge",
+    schema=pa.schema(
+        [
+            pa.field("account_id", pa.string(), nullable=False),
+            pa.field("month", pa.date32(), nullable=False),
+            pa.field("to_version", pa.int64(), nullable=False),
+            pa.field("cause", pa.string(), nullable=False),
+            pa.field("from_version", pa.int64()),
+            pa.field("delta_gbp", pa.float64()),
+        ]
+    ),
+    key=("account_id", "month", "to_version", "cause"),
+)

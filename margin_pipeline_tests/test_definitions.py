@@ -98,6 +98,9 @@ def test_asset_graph_snapshot() -> None:
             ],
         ),
         "gold/monthly_margin": ("monthly", ["silver/monthly_day_ledger", "substrate/supply_agreements"]),
+        # Written by monthly_margin's commit step (the same graph, so the same inputs); it also reads
+        # monthly_margin's change feed and the substrate at the two versions it explains.
+        "gold/margin_bridge": ("monthly", ["silver/monthly_day_ledger", "substrate/supply_agreements"]),
         # Reads hh_revenue and settlement_cost_hh; published after every stream's outputs (the gate).
         "gold/hh_margin": (
             "reconciled",

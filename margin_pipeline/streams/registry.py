@@ -43,5 +43,5 @@ def consumed_tables() -> dict[str, TableSpec]:
 
 
 def published_tables() -> dict[str, TableSpec]:
-    """Every table a stream publishes, by its short name (``hh_revenue``)."""
-    return {o.table.short_name: o.table for s in STREAMS.values() for o in s.outputs}
+    """Every table a stream publishes (outputs and their companions), by its short name (``hh_revenue``)."""
+    return {t.short_name: t for s in STREAMS.values() for o in s.outputs for t in (o.table, *o.companions)}

@@ -14,8 +14,12 @@ already computed are injected at random points: a whole day-ahead rate file
 re-issued after that day's volumes exist, every charge restated, every line loss
 factor corrected, and an equal-rank price re-delivery with one price changed.
 
+Every time the monthly stream consumes a new substrate version, the margin bridge's rows of that
+version add up, per account-month, to the movement of its ``margin_gbp`` since the version it had
+consumed before (1e-6), and no account-month that did not move has a row.
+
 Finally the last change range is replayed (watermarks rewound): no published
-table may get a new commit, so no new change-feed rows.
+table (nor the margin bridge) may get a new commit, so no new change-feed rows.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ import pyarrow.compute as pc
 import pytest
 
 from margin_pipeline.defs.streams.assets import ASSETS
-from margin_pipeline.gold import GOLD
+from margin_pipeline.gold import GOLD, MARGIN_BRIDGE
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.store.base import with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.streams.shared.watermarks import OUTPUT_PREFIX, STREAM_WATERMARKS
+from margin_pipeline.streams.shared.watermarks import OUTPUT_PREFIX, STREAM_WATERMARKS, read_watermarks
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history
@@ -63,6 +68,35 @@ def run_streams(store: DeltaRsStore) -> dg.ExecuteInProcessResult:
 
 def snapshot(store: DeltaRsStore, name: str) -> dict[tuple, dict]:
     return rows_by_key(store, OUTPUTS[name])
+
+
+def assert_bridge_explains(store: DeltaRsStore, before: dict[tuple, dict], explained: set[int]) -> None:
+    """The bridge rows of the version the monthly margin now reflects sum to each account-month's
+    movement since ``before`` (rows of a version explained earlier are left as they were); the first
+    version consumed has none."""
+    n = read_watermarks(store, MARGIN_WATERMARK).substrate_version
+    after = snapshot(store, "monthly_margin")
+    rows = rows_by_key(store, MARGIN_BRIDGE)
+    if n is None or n in explained:
+        return
+    first = not explained
+    explained.add(n)
+    moved = {
+        key: movement
+        for key in {*before, *after}
+        if not first and abs(movement := _margin(after, key) - _margin(before, key)) > 1e-6
+    }
+    sums: dict[tuple, float] = {}
+    for (account, month, to_version, _cause), row in rows.items():
+        if to_version == n:
+            sums[(account, month)] = sums.get((account, month), 0.0) + row["delta_gbp"]
+    assert set(sums) == set(moved), (n, sorted(set(sums) ^ set(moved)))
+    for key, movement in moved.items():
+        assert abs(sums[key] - movement) <= 1e-6, (n, key, sums[key], movement)
+
+
+def _margin(rows: dict[tuple, dict], key: tuple) -> float:
+    return rows[key]["margin_gbp"] if key in rows else 0.0
 
 
 def corrected(path: Path, rng: random.Random) -> tuple[str, str] | None:
@@ -122,6 +156,7 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
     days = publication_days(generated.landing)
     applied: list[Path] = []
     position, cycles, corrections = 0, 0, 0
+    explained: set[int] = set()
     while position < len(days):
         batch = [f for day in days[position : position + rng.randint(1, 4)] for f in day]
         position += len(batch) and len({f.name.split("_")[0] for f in batch})
@@ -149,10 +184,13 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
         last = position >= len(days)
         if last or rng.random() < 0.35:
             watermarks_before_last = store.version(STREAM_WATERMARKS)
+            margin_before = snapshot(store, "monthly_margin")
             run_streams(store)
+            assert_bridge_explains(store, margin_before, explained)
             cycles += 1
     assert cycles >= 2
     assert corrections >= 3
+    assert rows_by_key(store, MARGIN_BRIDGE), "the scenario should move some monthly margin"
 
     full_lake = tmp_path / "full" / "lake"
     shutil.copytree(root.lake / "substrate", full_lake / "substrate")
@@ -169,12 +207,14 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
 
     # Replay the last range: rewind the consumed positions (not the outputs' last good versions,
     # which would read as a run that never committed), run again, and nothing may be written.
-    versions = {name: store.version(spec) for name, spec in OUTPUTS.items()}
+    versions = {
+        name: store.version(spec) for name, spec in {**OUTPUTS, "margin_bridge": MARGIN_BRIDGE}.items()
+    }
     positions = store.read_arrow(STREAM_WATERMARKS, version=watermarks_before_last)
     positions = positions.filter(pc.invert(pc.starts_with(positions.column("source"), OUTPUT_PREFIX)))
     store.merge(STREAM_WATERMARKS, with_delete_flag(positions, STREAM_WATERMARKS, delete=False))
     result = run_streams(store)
-    assert {name: store.version(spec) for name, spec in OUTPUTS.items()} == versions
+    assert {n: store.version(s) for n, s in {**OUTPUTS, "margin_bridge": MARGIN_BRIDGE}.items()} == versions
     modes = {
         e.asset_key.to_user_string(): e.materialization.metadata["mode"].value
         for e in result.get_asset_materialization_events()

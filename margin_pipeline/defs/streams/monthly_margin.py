@@ -9,8 +9,10 @@
     version and merges them into ``gold/monthly_margin``. The monthly_stream job's
     executor bounds how many months run at once (``MONTH_CONCURRENCY``).
 ``margin_commit`` (collect)
-    Advances the watermarks once every month is merged and reports the run's
-    metadata (the same figures as every stream output, plus the months).
+    Checks the merged months, writes the run's margin bridge (``gold/margin_bridge``:
+    why each moved account-month moved, by cause), advances the watermarks once every
+    month is merged and reports the run's metadata (the same figures as every stream
+    output, plus the months); the bridge's asset shows the movements as a table.
 
 On a remote engine (``engine`` in the profile) the plan step hands over and the commit
 step runs the same three functions one month after another through Pipes
@@ -39,9 +41,10 @@ from margin_pipeline.defs.streams.factory import (
     table_metadata,
 )
 from margin_pipeline.engines import SparkEngine
-from margin_pipeline.gold import MONTHLY_MARGIN
+from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.remote.launch import refresh_remote
 from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.monthly.bridge import CAUSES
 from margin_pipeline.streams.monthly.months import (
     MarginPlan,
     MonthResult,
@@ -103,9 +106,14 @@ CHECKS = check_specs(MONTHLY_MARGIN.asset_key, MONTHLY_MARGIN_CHECKS)
 
 
 @dg.op(
-    out={"result": dg.Out(dg.Nothing), **{c.get_python_identifier(): dg.Out(dg.Nothing) for c in CHECKS}},
-    description="Check the merged months, then advance monthly_margin's watermarks (or roll the months "
-    "back when a blocking check failed); report the run. On a remote engine, run the whole for-each there.",
+    out={
+        "margin": dg.Out(dg.Nothing),
+        "bridge": dg.Out(dg.Nothing),
+        **{c.get_python_identifier(): dg.Out(dg.Nothing) for c in CHECKS},
+    },
+    description="Check the merged months, write the margin bridge of the run, then advance monthly_margin's "
+    "watermarks (or roll the months back when a blocking check failed); report the run. On a remote "
+    "engine, run the whole for-each there.",
 )
 def margin_commit(
     context: dg.OpExecutionContext,
@@ -122,12 +130,59 @@ def margin_commit(
         else:
             metadata = commit_margin(spark.spark_session, store, plan, months, context.run_id, context.log)
             metadata = {"engine": spark.engine, **metadata}
+    bridge = metadata.pop("margin_bridge", None)
     shown = presented(context, store, MONTHLY_MARGIN, metadata)
     for event in published(MONTHLY_MARGIN, STREAM, shown, every=MONTHLY_MARGIN_CHECKS):
         if isinstance(event, dg.MaterializeResult):
-            yield dg.Output(None, "result", metadata=event.metadata)
+            yield dg.Output(None, "margin", metadata=event.metadata)
         else:
             yield event
+    yield dg.Output(None, "bridge", metadata=bridge_metadata(store, bridge))
+
+
+def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None) -> dict[str, Any]:
+    """The bridge of the run as its asset page shows it: the versions, the rows written, and a
+    markdown table of the movements (largest first), so the page answers "why did margin move"."""
+    out: dict[str, Any] = {}
+    if bridge is None:
+        out["mode"] = "skipped (no changes)"
+        out["movements"] = dg.MetadataValue.md("Nothing consumed: no movement to explain.")
+    else:
+        out["mode"] = "backfill" if "pairs_rebuilt" in bridge else "incremental"
+        for name in ("account_months_moved", "bridge_rows", "substrate_rows_read", "wall_seconds"):
+            out[name] = bridge[name]
+        if "pairs_rebuilt" in bridge:
+            out["pairs_rebuilt"] = bridge["pairs_rebuilt"]
+        for name in ("from_version", "to_version"):
+            out[name] = dg.MetadataValue.text("none" if bridge[name] is None else str(bridge[name]))
+        out["movements"] = dg.MetadataValue.md(movements_markdown(bridge["movements"]))
+    if store.version(MARGIN_BRIDGE) is not None:
+        out["dagster/row_count"] = store.row_count(MARGIN_BRIDGE)
+    out["delta_table"] = dg.MetadataValue.path(store.uri(MARGIN_BRIDGE))
+    return out
+
+
+#: Account-months shown on the asset page; the table holds them all.
+SHOWN_MOVEMENTS = 25
+
+
+def movements_markdown(movements: list[dict[str, Any]]) -> str:
+    """One line per account-month, largest movement first: the movement and each cause (GBP)."""
+    if not movements:
+        return "No account-month's margin moved in this run."
+    causes = [c for c, _ in CAUSES]
+    lines = [
+        "| account | month | movement | " + " | ".join(causes) + " |",
+        "|---|---|---:|" + "---:|" * len(causes),
+    ]
+    for m in movements[:SHOWN_MOVEMENTS]:
+        figures = " | ".join(f"{m[c]:+.6f}" if c in m else "" for c in causes)
+        lines.append(f"| {m['account_id']} | {m['month'][:7]} | {m['movement_gbp']:+.6f} | {figures} |")
+    if len(movements) > SHOWN_MOVEMENTS:
+        lines.append(
+            f"\n... and {len(movements) - SHOWN_MOVEMENTS} more account-months (gold/margin_bridge)."
+        )
+    return "\n".join(lines)
 
 
 @dg.config_mapping
@@ -136,25 +191,48 @@ def _profile(config: MonthlyProfile) -> dict[str, Any]:
     return {"margin_months": {"config": config.model_dump()}}
 
 
-@dg.graph_asset(
-    key=MONTHLY_MARGIN.asset_key,
+_BRIDGE_DESCRIPTION = (
+    "Why monthly_margin moved: for each account-month whose margin_gbp moved between the substrate "
+    "versions the monthly stream consumed (from_version -> to_version), one row per cause (volumes, "
+    "prices, charges, rates, registrations, substituted in that order) with its share of the movement; "
+    "the rows of an account-month sum to its movement (docs/contract.md, 'Margin bridge'). Written by "
+    "the same run as monthly_margin, for the account-months that run moved."
+)
+
+
+@dg.graph_multi_asset(
+    outs={
+        "margin": dg.AssetOut(
+            key=MONTHLY_MARGIN.asset_key,
+            kinds={"spark", "delta"},
+            metadata=table_metadata(MONTHLY_MARGIN),
+            owners=[_stream.owner],
+            tags=layer_tag(MONTHLY_MARGIN),
+            description=f"{OUTPUT.description} Key: {', '.join(MONTHLY_MARGIN.key)}. {launched_by(_stream)}",
+        ),
+        "bridge": dg.AssetOut(
+            key=MARGIN_BRIDGE.asset_key,
+            kinds={"spark", "delta"},
+            metadata=table_metadata(MARGIN_BRIDGE),
+            owners=[_stream.owner],
+            tags=layer_tag(MARGIN_BRIDGE),
+            description=f"{_BRIDGE_DESCRIPTION} Key: {', '.join(MARGIN_BRIDGE.key)}. {launched_by(_stream)}",
+        ),
+    },
+    name="gold__monthly_margin",  # the step keys operators know (gold__monthly_margin.margin_month[...])
     group_name=STREAM,
     ins={
         "ledger": dg.AssetIn(DAY_LEDGER.asset_key, dagster_type=dg.Nothing),
         "agreements": dg.AssetIn(SUBSTRATE["supply_agreements"].asset_key, dagster_type=dg.Nothing),
     },
     config=_profile,
-    kinds={"spark", "delta"},
     check_specs=CHECKS,
-    metadata=table_metadata(MONTHLY_MARGIN),
-    owners=[_stream.owner],
-    tags=layer_tag(MONTHLY_MARGIN),
-    description=f"{OUTPUT.description} Key: {', '.join(MONTHLY_MARGIN.key)}. {launched_by(_stream)}",
 )
 def monthly_margin_asset(ledger, agreements):
     plan, months = margin_months(ledger=ledger, agreements=agreements)
-    result, *checks = margin_commit(plan, months.map(margin_month).collect())
+    margin, bridge, *checks = margin_commit(plan, months.map(margin_month).collect())
     return {
-        "result": result,
+        "margin": margin,
+        "bridge": bridge,
         **{c.get_python_identifier(): out for c, out in zip(CHECKS, checks, strict=True)},
     }

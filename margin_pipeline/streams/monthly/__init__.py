@@ -1,13 +1,14 @@
 """Monthly stream: monthly margin of every account (``monthly_margin``), via a per-MPAN-day ledger.
 
 :mod:`.rules` holds the business rules, :mod:`.output` the day ledger's run, :mod:`.months` the
-margin's for-each over affected months, :mod:`.tables` its internal tables, :mod:`.profile` its
-tuning profile; :data:`MONTHLY` is the stream's descriptor.
+margin's for-each over affected months, :mod:`.bridge` the margin bridge its commit writes,
+:mod:`.tables` its internal tables, :mod:`.profile` its tuning profile; :data:`MONTHLY` is the
+stream's descriptor.
 """
 
 import datetime as dt
 
-from margin_pipeline.gold import MONTHLY_MARGIN
+from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.streams.monthly.months import MARGIN_SOURCES, MARGIN_WATERMARK, refresh_margin
 from margin_pipeline.streams.monthly.output import LEDGER
 from margin_pipeline.streams.monthly.profile import MONTH_CONCURRENCY, MonthlyProfile
@@ -35,6 +36,7 @@ MONTHLY = Stream(
             "Monthly margin of every account: kWh, revenue, cost and margin over the month's "
             "contributing MPAN-days, with the billing grain and whether the month is final "
             "(docs/contract.md, 'Monthly margin'). Recomputed as a for-each over the affected months.",
+            companions=(MARGIN_BRIDGE,),
         ),
     ],
     side_by_side=MONTH_CONCURRENCY,

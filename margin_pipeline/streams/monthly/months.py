@@ -22,6 +22,7 @@ from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.base import DeltaStore
 from margin_pipeline.store.delta_rs import arrow_to_spark
+from margin_pipeline.streams.monthly.bridge import BRIDGE_TABLES, rebuild_months, record_movement
 from margin_pipeline.streams.monthly.output import STREAM
 from margin_pipeline.streams.monthly.profile import MonthlyProfile, months_between, next_month
 from margin_pipeline.streams.monthly.rules import monthly_margin
@@ -72,6 +73,8 @@ class MarginPlan:
     retry: dict[str, Any] | None = None  # the profile's retry policy, for the month and commit steps
     output_before: int = 0  # monthly_margin's version before any month merged: the commit's rollback point
     recovered: Rollback | None = None  # what planning rolled back (a killed run's writes)
+    from_version: int | None = None  # the substrate version N0 the margin had consumed (None: none yet)
+    backfill: bool = False  # the months are a backfill's: the bridge rebuilds their rows from history
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,10 @@ def plan_margin(
     backfill = profile.backfill_months()
     pin = resolve_pin(store, profile.substrate_version)
     recovered = recover(store, MARGIN_WATERMARK, MONTHLY_MARGIN, log)
+    for spec in BRIDGE_TABLES:  # written by the same commit step: a killed one's rows are undone too
+        recover(store, MARGIN_WATERMARK, spec, log)
     output_before = store.ensure_table(MONTHLY_MARGIN)
+    consumed = read_watermarks(store, MARGIN_WATERMARK).substrate_version
     run = StreamRun(
         MARGIN_WATERMARK,
         spark,
@@ -148,6 +154,8 @@ def plan_margin(
         retry=profile.retry.model_dump(),
         output_before=output_before,
         recovered=recovered,
+        from_version=consumed,
+        backfill=backfill is not None,
     )
     log.info(f"{STREAM}: {mode}; {len(months)} month(s) to recompute: {', '.join(plan.months)}")
     retry = profile.retry.model_dump()
@@ -278,7 +286,7 @@ def commit_margin(
     if plan.months:
         outcomes = run_checks(MONTHLY_MARGIN_CHECKS, _check_scope(spark, store, plan))
     blocked = [c.name for c in outcomes if c.blocking and not c.passed]
-    undone = None
+    undone, bridge = None, None
     if blocked:
         undone = rollback(
             store, MONTHLY_MARGIN, plan.output_before, f"blocking check(s) failed: {', '.join(blocked)}", log
@@ -295,9 +303,12 @@ def commit_margin(
             if plan.advance
             else (current.versions, current.substrate_version)  # a backfill records only the output
         )
-        outputs = {MONTHLY_MARGIN.name: store.ensure_table(MONTHLY_MARGIN)}
+        bridge = _bridge(spark, store, plan, number, run_id)
+        outputs = {spec.name: store.ensure_table(spec) for spec in (MONTHLY_MARGIN, *BRIDGE_TABLES)}
         advance_watermarks(store, MARGIN_WATERMARK, versions, number, run_id, outputs)
     metadata = with_outcome(combine(plan, months), outcomes, plan.recovered, undone)
+    if bridge is not None:
+        metadata["margin_bridge"] = bridge
     log.info(
         f"{STREAM}: {metadata['mode']}; {len(months)} month(s); read {metadata['rows_read']:,} rows "
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{metadata['rows_inserted']} "
@@ -305,6 +316,22 @@ def commit_margin(
         + (f"; BLOCKED by {', '.join(blocked)}" if blocked else "")
     )
     return metadata
+
+
+def _bridge(
+    spark: SparkSession, store: DeltaStore, plan: MarginPlan, number: int | None, run_id: str
+) -> dict[str, Any] | None:
+    """Write the run's margin bridge (:mod:`.bridge`): the movement from the N consumed before to the
+    N consumed now, or a backfill's months rebuilt from the recorded history. None: not a bridge run."""
+    info = {"margin_pipeline.stream": MARGIN_WATERMARK, "run_id": run_id, "substrate_version": str(number)}
+    if plan.backfill:
+        months = [dt.date.fromisoformat(m) for m in plan.months]
+        return rebuild_months(spark, store, months, number, run_id, info)
+    if not plan.advance:
+        return None
+    return record_movement(
+        spark, store, plan.from_version, plan.substrate_version, plan.output_before, run_id, info
+    )
 
 
 def _check_scope(spark: SparkSession, store: DeltaStore, plan: MarginPlan) -> CheckScope:

@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,6 +36,13 @@ VOLUMES = "settlement_volumes"
 BEFORE_FIRST_VERSION = -1
 #: Commit info marking an output commit that only re-stamps ``run_type`` (:meth:`StreamRun.restamp_runs`).
 RUN_RESTAMP = {"margin_pipeline.change": "run_type"}
+
+
+class Snapshots(Protocol):
+    """Anything that reads a source by name at the version it pins (a :class:`StreamRun`, or one
+    substrate state of the margin bridge)."""
+
+    def snapshot(self, name: str, where: str | None = None) -> DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -301,7 +308,7 @@ def in_dates(days: Sequence[dt.date]) -> str:
     return "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"
 
 
-def volume_runs(run: StreamRun) -> DataFrame:
+def volume_runs(run: Snapshots) -> DataFrame:
     """``settlement_date, run_type``: the run of ``settlement_volumes`` held for each date, pinned."""
     runs = run.snapshot(RUNS).where(F.col("feed") == VOLUMES)
     return runs.select("settlement_date", "run_type")

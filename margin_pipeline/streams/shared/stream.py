@@ -49,6 +49,9 @@ class Output:
     refresh: Refresh
     description: str
     runner: StreamOutput | None = None
+    #: Tables the same refresh writes beside ``table`` (the monthly margin's bridge): published and
+    #: maintained like it, with no consumer of their own.
+    companions: tuple[TableSpec, ...] = ()
 
     @classmethod
     def of(cls, out: StreamOutput, description: str) -> Output:

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
-from margin_pipeline.streams.shared.runner import VOLUMES, StreamRun, in_dates, volume_runs
+from margin_pipeline.streams.shared.runner import VOLUMES, Snapshots, StreamRun, in_dates, volume_runs
 
 VOLUME_KEY = ["mpan_core", "settlement_date", "settlement_period"]
 FAR_FUTURE = dt.date(9999, 12, 31)
@@ -63,7 +63,7 @@ def volume_scope(run: StreamRun, fanned_out: list[DataFrame]) -> VolumeScope:
     return VolumeScope(union_all(rows).dropDuplicates(VOLUME_KEY).cache(), union_all(keys).distinct().cache())
 
 
-def with_run(run: StreamRun, rows: DataFrame) -> DataFrame:
+def with_run(run: Snapshots, rows: DataFrame) -> DataFrame:
     """Volume rows with ``run_type``: the run held for their date (``publication_runs``, pinned)."""
     return rows.join(F.broadcast(volume_runs(run)), "settlement_date", "left")
 

@@ -1,0 +1,395 @@
+"""The margin bridge (docs/contract.md, "Margin bridge"): why an account-month's margin moved, by cause.
+
+When a monthly stream run moves ``gold/monthly_margin`` from substrate version ``N0`` (what it had
+consumed before) to ``N1``, every account-month whose margin moved gets one row per input class
+that moved it, by sequential substitution in the fixed order of :data:`CAUSES`::
+
+    S_k      = classes 1..k as held at N1, classes k+1..5 as held at N0   (S_0 = N0, S_5 = N1)
+    delta_k  = M(S_k) - M(S_k-1)        a row when |delta_k| > 1e-6
+
+``M(S)`` is the account-month's ``margin_gbp`` computed from substrate state ``S`` by the streams'
+own rule functions (:func:`settlement_cost`, :func:`hh_revenue`, the ledger's :func:`tallies` and
+:func:`day_ledger`, then :func:`monthly_margin`), 0 where the account-month has no row. So the
+rows of an account-month sum to its movement, a run that moves nothing writes nothing, and there
+is no second implementation of the business rules.
+
+Scope: only the account-months whose published margin moved in the run (the keys of the run's
+commits in ``monthly_margin``'s change feed), each computed from the substrate days of its month
+and the meters of its account's agreements. The six states share their reads: a table whose
+version is the same at N0 and N1 is read once.
+
+Every run that consumes a new N records ``(N0 -> N1)`` in ``control/monthly_margin_history``; a
+backfill of months rebuilds their bridge rows from those recorded pairs. Both tables are written
+before the watermarks advance and recorded with ``monthly_margin`` as the run's outputs, so a run
+killed in between is undone by the next one like its margin writes (:func:`~.rollback.recover`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from margin_pipeline.contracts.feeds import RUN_RANK
+from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
+from margin_pipeline.store import TableSpec
+from margin_pipeline.store.base import DeltaStore, with_delete_flag
+from margin_pipeline.streams.half_hourly.rules import hh_revenue
+from margin_pipeline.streams.monthly.profile import next_month
+from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, tallies
+from margin_pipeline.streams.settlement.rules import settlement_cost
+from margin_pipeline.streams.shared.changes import union_all
+from margin_pipeline.streams.shared.runner import VOLUMES, Source, StreamRun, in_dates, volume_runs
+from margin_pipeline.streams.shared.tariffs import validity_overlaps
+from margin_pipeline.streams.shared.volumes import with_run
+from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
+from margin_pipeline.substrate.versions import resolve_pin
+
+#: The input classes in substitution order, each with the substrate tables (landing feeds) it covers.
+CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("volumes", (VOLUMES, RUNS)),  # values, and the run held per date
+    ("prices", ("prices",)),
+    ("charges", ("charges",)),
+    ("rates", ("tariffs", "tariff_rates")),
+    ("registrations", ("metering_points", "supply_agreements")),
+)
+SOURCES = [Source(name, SUBSTRATE[name]) for _, names in CAUSES for name in names]
+#: A movement or a cause smaller than this is none (the contract's tolerance).
+TOLERANCE = 1e-6
+
+#: One row per substrate version the monthly margin consumed: the pair a bridge explains.
+MARGIN_HISTORY = TableSpec(
+    name="control/monthly_margin_history",
+    schema=pa.schema(
+        [
+            pa.field("to_version", pa.int64(), nullable=False),
+            pa.field("from_version", pa.int64()),  # null: the first version this deployment consumed
+            pa.field("output_version", pa.int64()),  # monthly_margin's Delta version after the run
+            pa.field("run_id", pa.string()),
+            pa.field("committed_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
+    key=("to_version",),
+)
+#: What the bridge writes: recorded with ``monthly_margin`` as the outputs of the run's commit.
+BRIDGE_TABLES = (MARGIN_BRIDGE, MARGIN_HISTORY)
+
+
+class _Reads:
+    """The substrate at N0 and at N1; each (table, version, filter) is read once for all six states.
+
+    Each read is registered as a temporary view and the states refer to it by name: the six states
+    use every table many times, and a plan that carried the rows inline at each use would pass
+    Spark Connect's 128 MiB limit at a few meters already.
+    """
+
+    def __init__(self, spark: SparkSession, store: DeltaStore, n0: int, n1: int, run_id: str) -> None:
+        self.spark = spark
+        self.views: list[str] = []
+        self.sides = [
+            StreamRun("monthly.bridge", spark, store, SOURCES, resolve_pin(store, n), run_id, consume=False)
+            for n in (n0, n1)
+        ]
+        self.frames: dict[tuple[str, int, str | None], DataFrame] = {}
+
+    def state(self, k: int) -> _State:
+        """``S_k``: the tables of the first ``k`` classes at N1, the others at N0."""
+        return _State(self, frozenset(name for _, names in CAUSES[:k] for name in names))
+
+    def read(self, side: StreamRun, name: str, where: str | None) -> DataFrame:
+        key = (name, side.targets[name], where)
+        if key not in self.frames:
+            view = f"margin_bridge_{uuid.uuid4().hex}"
+            side.snapshot(name, where).createOrReplaceTempView(view)
+            self.views.append(view)
+            self.frames[key] = self.spark.table(view)
+        return self.frames[key]
+
+    def close(self) -> None:
+        for view in self.views:
+            self.spark.catalog.dropTempView(view)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(sum(side.rows_read.values()) for side in self.sides)
+
+
+class _State:
+    def __init__(self, reads: _Reads, at_n1: frozenset[str]) -> None:
+        self.reads, self.at_n1 = reads, at_n1
+
+    def snapshot(self, name: str, where: str | None = None) -> DataFrame:
+        before, after = self.reads.sides
+        return self.reads.read(after if name in self.at_n1 else before, name, where)
+
+
+def days_of(months: Sequence[dt.date]) -> list[dt.date]:
+    days: list[dt.date] = []
+    for month in months:
+        days += [month + dt.timedelta(days=i) for i in range((next_month(month) - month).days)]
+    return days
+
+
+def margins(state: _State, months: Sequence[dt.date], accounts: DataFrame | None) -> DataFrame:
+    """``account_id, month, margin_gbp`` of ``months`` from ``state``, by the streams' rules: only the
+    account-months in ``accounts`` (``account_id, month``) when given, else every account."""
+    first, last = months[0], next_month(months[-1]) - dt.timedelta(days=1)
+    on_days = in_dates(days_of(months))
+    agreements = state.snapshot("supply_agreements")
+    volumes = state.snapshot(VOLUMES, where=on_days)
+    if accounts is not None:
+        ours = agreements.join(accounts.select("account_id").distinct(), "account_id", "left_semi")
+        volumes = volumes.join(ours.select("mpan_core").distinct(), "mpan_core", "left_semi")
+    metering_points = state.snapshot("metering_points")
+    tariffs = state.snapshot("tariffs")
+    rates = state.snapshot("tariff_rates", where=validity_overlaps(first, last))
+    prices = state.snapshot("prices", where=on_days)
+    cost = settlement_cost(with_run(state, volumes), metering_points, prices, state.snapshot("charges"))
+    revenue = hh_revenue(volumes, metering_points, agreements, tariffs, rates, (first, last))
+    tallied = tallies({VOLUMES: (volumes, 0), "settlement_cost_hh": (cost, 0), "hh_revenue": (revenue, 0)})
+    ledger = day_ledger(
+        tallied, metering_points, agreements, tariffs, rates, volume_runs(state), (first, last)
+    )
+    margin = monthly_margin(ledger, agreements)
+    if accounts is not None:
+        margin = margin.join(accounts, ["account_id", "month"], "left_semi")
+    return margin.select("account_id", "month", "margin_gbp")
+
+
+def explain(
+    spark: SparkSession,
+    store: DeltaStore,
+    n0: int,
+    n1: int,
+    months: Sequence[dt.date],
+    accounts: DataFrame | None,
+    run_id: str,
+) -> tuple[pa.Table, int]:
+    """Bridge rows from ``n0`` to ``n1`` of the account-months of ``months`` (only those in ``accounts``
+    when given) whose margin moved, and the substrate rows read."""
+    reads = _Reads(spark, store, n0, n1, run_id)
+    states = [
+        margins(reads.state(k), sorted(months), accounts).withColumn("state", F.lit(k))
+        for k in range(len(CAUSES) + 1)
+    ]
+    margin = [
+        F.sum(F.when(F.col("state") == k, F.col("margin_gbp"))).alias(f"m{k}") for k in range(len(states))
+    ]
+    wide = union_all(states).groupBy("account_id", "month").agg(*margin).fillna(0.0)
+    m = [F.col(f"m{k}") for k in range(len(states))]
+    causes = F.explode(
+        F.array(
+            *[
+                F.struct(F.lit(c).alias("cause"), (m[k] - m[k - 1]).alias("delta_gbp"))
+                for k, (c, _) in enumerate(CAUSES, 1)
+            ]
+        )
+    )
+    rows = (
+        wide.where(F.abs(m[-1] - m[0]) > TOLERANCE)
+        .select("account_id", "month", causes.alias("c"))
+        .where(F.abs(F.col("c.delta_gbp")) > TOLERANCE)
+        .select(
+            "account_id",
+            "month",
+            F.lit(n1).cast("long").alias("to_version"),
+            F.col("c.cause").alias("cause"),
+            F.lit(n0).cast("long").alias("from_version"),
+            F.col("c.delta_gbp").alias("delta_gbp"),
+        )
+    )
+    try:
+        return rows.toArrow().cast(MARGIN_BRIDGE.schema), reads.rows_read
+    finally:
+        reads.close()
+
+
+def _replace(
+    store: DeltaStore, spec: TableSpec, rows: pa.Table, stale: pa.Table, info: dict[str, str]
+) -> None:
+    """Merge ``rows`` and delete the keys of ``stale`` (held rows the write replaces) not among them."""
+    key = list(spec.key)
+    gone = stale.join(rows.select(key), key, join_type="left anti") if rows.num_rows else stale
+    source = pa.concat_tables(
+        [
+            with_delete_flag(rows, spec, delete=False),
+            with_delete_flag(gone.select(spec.schema.names), spec, delete=True),
+        ]
+    )
+    store.merge(spec, source, commit_info=info)
+
+
+def record_movement(
+    spark: SparkSession,
+    store: DeltaStore,
+    n0: int | None,
+    n1: int,
+    output_before: int,
+    run_id: str,
+    commit_info: dict[str, str],
+) -> dict[str, Any]:
+    """The bridge of a run that consumed ``n1`` having consumed ``n0`` (None: nothing before), for the
+    account-months whose margin the run's commits after ``output_before`` moved; and the pair in the
+    history. Written before the watermarks advance. Returns the figures the asset shows."""
+    started = time.perf_counter()
+    if n0 == n1:  # a rebuild at the same N: nothing was consumed, so nothing moved
+        return summary(n0, n1, _empty(), 0, started)
+    output_after = store.ensure_table(MONTHLY_MARGIN)
+    _record_pair(store, n0, n1, output_after, run_id, commit_info)
+    if n0 is None or output_after == output_before:  # the first version, or a run that moved nothing
+        return summary(n0, n1, _empty(), 0, started)
+    changes = store.read_changes(spark, MONTHLY_MARGIN, output_before, output_after).frame
+    moved = changes.select("account_id", "month").distinct().cache()
+    months = [r["month"] for r in moved.select("month").distinct().collect()]
+    rows, read = explain(spark, store, n0, n1, months, moved, run_id)
+    store.ensure_table(MARGIN_BRIDGE)
+    held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {n1}")  # a retried commit's rows
+    _replace(store, MARGIN_BRIDGE, rows, held.filter(pc.equal(held.column("to_version"), n1)), commit_info)
+    return summary(n0, n1, rows, read, started)
+
+
+def _record_pair(
+    store: DeltaStore, n0: int | None, n1: int, output_version: int, run_id: str, commit_info: dict[str, str]
+) -> None:
+    """Record that the margin moved from ``n0`` to ``n1`` (once: a replay of the pair leaves it be)."""
+    store.ensure_table(MARGIN_HISTORY)
+    held = store.read_arrow(MARGIN_HISTORY).filter(pc.equal(pc.field("to_version"), n1)).to_pylist()
+    if held and held[0]["from_version"] == n0:
+        return
+    row = {
+        "to_version": n1,
+        "from_version": n0,
+        "output_version": output_version,
+        "run_id": run_id,
+        "committed_at": dt.datetime.now(dt.UTC),
+    }
+    rows = pa.Table.from_pylist([row], MARGIN_HISTORY.schema)
+    store.merge(MARGIN_HISTORY, with_delete_flag(rows, MARGIN_HISTORY, delete=False), commit_info=commit_info)
+
+
+def rebuild_months(
+    spark: SparkSession,
+    store: DeltaStore,
+    months: Sequence[dt.date],
+    through: int | None,
+    run_id: str,
+    commit_info: dict[str, str],
+) -> dict[str, Any]:
+    """A backfill's bridge: the rows of ``months`` rebuilt for every recorded pair up to ``through``
+    (the monthly margin's committed N), every account of the months; their other rows deleted."""
+    started = time.perf_counter()
+    store.ensure_table(MARGIN_BRIDGE)
+    pairs = [
+        (r["from_version"], r["to_version"])
+        for r in (
+            store.read_arrow(MARGIN_HISTORY).to_pylist() if store.version(MARGIN_HISTORY) is not None else []
+        )
+        if r["from_version"] is not None and through is not None and r["to_version"] <= through
+    ]
+    parts, read = [], 0
+    for n0, n1 in sorted(pairs, key=lambda p: p[1]):
+        rows, pair_read = explain(spark, store, n0, n1, months, None, run_id)
+        parts.append(rows)
+        read += pair_read
+    rows = pa.concat_tables(parts) if parts else _empty()
+    held = store.read_arrow(MARGIN_BRIDGE, where=f"month >= '{min(months)}' AND month <= '{max(months)}'")
+    in_months = pc.is_in(held.column("month"), pa.array(sorted(months), pa.date32()))
+    _replace(store, MARGIN_BRIDGE, rows, held.filter(in_months), commit_info)
+    meta = summary(min((p[0] for p in pairs), default=None), through, rows, read, started)
+    meta["pairs_rebuilt"] = len(pairs)
+    return meta
+
+
+def _empty() -> pa.Table:
+    return MARGIN_BRIDGE.schema.empty_table()
+
+
+def summary(n0: int | None, n1: int | None, rows: pa.Table, read: int, started: float) -> dict[str, Any]:
+    """What the bridge of one run did: the versions, its size, and its rows by account-month, largest
+    movement first (``movements``: account_id, month, movement_gbp and one figure per cause)."""
+    by_key: dict[tuple[str, dt.date], dict[str, Any]] = {}
+    for row in rows.to_pylist():
+        entry = by_key.setdefault(
+            (row["account_id"], row["month"]),
+            {"account_id": row["account_id"], "month": row["month"].isoformat(), "movement_gbp": 0.0},
+        )
+        entry[row["cause"]] = row["delta_gbp"]
+        entry["movement_gbp"] += row["delta_gbp"]
+    movements = sorted(by_key.values(), key=lambda e: (-abs(e["movement_gbp"]), e["account_id"], e["month"]))
+    return {
+        "from_version": n0,
+        "to_version": n1,
+        "account_months_moved": len(movements),
+        "bridge_rows": rows.num_rows,
+        "substrate_rows_read": read,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "movements": movements,
+    }
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One movement of an account-month's margin, from ``from_version`` to ``to_version``."""
+
+    from_version: int | None
+    to_version: int
+    margin_before: float  # 0.0: no row
+    margin_after: float
+    causes: dict[str, float]  # every class, in substitution order (0.0 where it had no row)
+    runs_before: dict[str, int]  # run type held -> dates of the month, at from_version
+    runs_after: dict[str, int]
+
+
+def movements_of(store: DeltaStore, account_id: str, month: dt.date) -> tuple[float | None, list[Movement]]:
+    """The account-month's published margin now (None: no row) and each movement the bridge explains,
+    oldest first. The margin before and after each movement are the margin now less the movements
+    since (the rows of a movement add up to it), so no old version of monthly_margin need be readable."""
+    now = None
+    if store.version(MONTHLY_MARGIN) is not None:
+        rows = store.read_arrow(MONTHLY_MARGIN, where=f"month = '{month}'").to_pylist()
+        now = next(
+            (r["margin_gbp"] for r in rows if r["account_id"] == account_id and r["month"] == month), None
+        )
+    if store.version(MARGIN_BRIDGE) is None:
+        return now, []
+    by_version: dict[int, dict[str, Any]] = {}
+    for row in store.read_arrow(MARGIN_BRIDGE, where=f"month = '{month}'").to_pylist():
+        if row["account_id"] == account_id and row["month"] == month:
+            entry = by_version.setdefault(row["to_version"], {"from": row["from_version"], "causes": {}})
+            entry["causes"][row["cause"]] = row["delta_gbp"]
+    moves: list[Movement] = []
+    after = now or 0.0
+    for to_version in sorted(by_version, reverse=True):
+        entry = by_version[to_version]
+        causes = {c: entry["causes"].get(c, 0.0) for c, _ in CAUSES}
+        before = after - sum(causes.values())
+        runs = [_runs_held(store, v, month) for v in (entry["from"], to_version)]
+        moves.append(Movement(entry["from"], to_version, before, after, causes, *runs))
+        after = before
+    return now, moves[::-1]
+
+
+def _runs_held(store: DeltaStore, number: int | None, month: dt.date) -> dict[str, int]:
+    """How many dates of ``month`` hold each volume run at substrate version ``number``."""
+    if number is None:
+        return {}
+    version = resolve_pin(store, number).version_of(RUNS)
+    if version is None:
+        return {}
+    last = next_month(month) - dt.timedelta(days=1)
+    runs = store.read_arrow(
+        SUBSTRATE[RUNS], version, where=f"settlement_date >= '{month}' AND settlement_date <= '{last}'"
+    )
+    held: dict[str, int] = {}
+    for row in runs.to_pylist():
+        if row["feed"] == VOLUMES and month <= row["settlement_date"] <= last:
+            held[row["run_type"]] = held.get(row["run_type"], 0) + 1
+    return dict(sorted(held.items(), key=lambda kv: RUN_RANK[kv[0]]))

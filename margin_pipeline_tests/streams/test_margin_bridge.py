@@ -1,0 +1,178 @@
+"""gold/margin_bridge: hand-worked movements by cause, replays, rebuilds and backfills.
+
+The substrate of every case (1 October 2025, one day, RF):
+
+- ACC1 on AGILE (HH) and ACC2 on STANDARD (MONTHLY), 48 x 0.1 kWh each, line loss 1.0;
+- price 50 GBP/MWh every period; charges: STANDING 24 p/day and LEVY 10 GBP/MWh;
+- STANDARD: unit 25.0 p/kWh, standing 51.0 p/day (incl. VAT); AGILE 20.0 p/kWh, 50.0 p/day.
+
+ACC2's margin at the start:
+    revenue = (4.8 x 25.0 + 51.0) / 100 / 1.05     = 171 / 105   = 1.628571...
+    cost    = 4.8 / 1000 x 50 + 0.24 + 4.8 / 1000 x 10 = 0.24 + 0.24 + 0.048 = 0.528
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from margin_pipeline.cli import render_explanation
+from margin_pipeline.defs.streams.assets import ASSETS
+from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
+from margin_pipeline.streams.monthly.bridge import CAUSES
+from margin_pipeline_tests.helpers import csv, metadata_of, read
+from margin_pipeline_tests.streams.test_monthly import DAY, FEEDS, FLAT, HH, VOLUMES, day_of
+
+STREAMS = [ASSETS[n] for n in ("settlement_cost_hh", "hh_revenue", "monthly_day_ledger", "monthly_margin")]
+LATE = "1400000000001"  # volumes from the start, a metering point, no agreement until it arrives late
+CHARGES = "charge_code,gsp_group,unit,rate,valid_from,valid_to,band_start,band_end"
+PRICES = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
+AGREEMENTS = "account_id,mpan_core,tariff_code,supply_start,supply_end"
+START = {
+    **FEEDS,
+    "metering_points": csv(
+        "mpan_core,gsp_group,line_loss_factor", f"{HH},_A,1.0", f"{FLAT},_A,1.0", f"{LATE},_A,1.0"
+    ),
+    "charges": csv(
+        CHARGES, "STANDING,_A,P_PER_DAY,24.0,2025-01-01,,,", "LEVY,_A,GBP_PER_MWH,10.0,2025-01-01,,,"
+    ),
+    "settlement_volumes": csv(VOLUMES, *day_of(HH, "RF"), *day_of(FLAT, "RF"), *day_of(LATE, "RF")),
+}
+OCTOBER = DAY.replace(day=1)
+
+
+def bridge(store, to_version: int | None = None) -> dict[tuple[str, str], float]:
+    """``{(account, cause): delta_gbp}`` of the bridge rows (of one ``to_version`` when given)."""
+    return {
+        (r["account_id"], r["cause"]): r["delta_gbp"]
+        for r in read(store, MARGIN_BRIDGE)
+        if to_version is None or r["to_version"] == to_version
+    }
+
+
+def margins(store) -> dict[str, float]:
+    return {r["account_id"]: r["margin_gbp"] for r in read(store, MONTHLY_MARGIN)}
+
+
+def restated_flat_volumes() -> str:
+    """A DF publication of the date: HH unchanged, FLAT doubled to 0.2 kWh a period, LATE unchanged."""
+    flat = [f"{FLAT},{DAY},{p},DF,0.2,A" for p in range(1, 49)]
+    return csv(VOLUMES, *day_of(HH, "DF"), *flat, *day_of(LATE, "DF"))
+
+
+@pytest.fixture
+def started(publish, materialize, store) -> int:
+    """The start consumed by the monthly stream: its first version writes no bridge row."""
+    n = publish(START)
+    assert materialize(STREAMS).success
+    assert read(store, MARGIN_BRIDGE) == []
+    return n
+
+
+def test_volume_restatement_alone_is_all_volumes(started, publish, materialize, store) -> None:
+    before = margins(store)
+    n = publish({"settlement_volumes": restated_flat_volumes()})
+    result = materialize(STREAMS)
+    assert result.success
+    # ACC2: kWh 4.8 -> 9.6. revenue +4.8 x 25.0 / 105 = +120/105; cost: energy +4.8/1000 x 50 = +0.24,
+    # LEVY +4.8/1000 x 10 = +0.048 (STANDING is per day). Movement = 120/105 - 0.288 = 0.854857...
+    # ACC1's kWh and every price are unchanged (only its run moved, RF -> DF): no row.
+    assert bridge(store, n) == pytest.approx({("ACC2", "volumes"): 120 / 105 - 0.288}, abs=1e-9)
+    assert margins(store)["ACC2"] - before["ACC2"] == pytest.approx(120 / 105 - 0.288, abs=1e-9)
+    [row] = read(store, MARGIN_BRIDGE)
+    assert (row["month"], row["from_version"], row["to_version"]) == (OCTOBER, started, n)
+    shown = metadata_of(result, ["gold", "margin_bridge"])
+    assert (shown["account_months_moved"], shown["bridge_rows"]) == (1, 1)
+    assert "| ACC2 | 2025-10 | +0.854857 | +0.854857 |" in shown["movements"]
+
+
+def test_price_correction_alone_is_all_prices(started, publish, materialize, store) -> None:
+    prices = [f"{DAY},{p},RF,{60.0 if p == 1 else 50.0}" for p in range(1, 49)]
+    n = publish({"prices": csv(PRICES, *prices)})
+    assert materialize(STREAMS).success
+    # Period 1: 0.1 kWh at +10 GBP/MWh = +0.001 GBP of cost, so -0.001 of margin, for ACC1 and ACC2.
+    # LATE's cost moved too, but it has no agreement, so no account-month.
+    assert bridge(store, n) == pytest.approx(
+        {("ACC1", "prices"): -0.001, ("ACC2", "prices"): -0.001}, abs=1e-9
+    )
+
+
+def test_levy_restated_on_a_date_whose_volumes_changed_splits_in_order(
+    started, publish, materialize, store, data_root
+) -> None:
+    levy = "LEVY,_A,GBP_PER_MWH,20.0,2025-01-01,,,"
+    n = publish({"settlement_volumes": restated_flat_volumes(), "charges": csv(CHARGES, levy)})
+    assert materialize(STREAMS).success
+    # Volumes first, under the old levy (10):  ACC2 +120/105 - 0.24 - 0.048        = +0.854857...
+    # then charges, on the new volumes (9.6 kWh): LEVY 10 -> 20 adds 9.6/1000 x 10  = -0.096
+    # ACC1: its 4.8 kWh under the new levy: -4.8/1000 x 10                         = -0.048
+    expected = {
+        ("ACC2", "volumes"): 120 / 105 - 0.288,
+        ("ACC2", "charges"): -0.096,
+        ("ACC1", "charges"): -0.048,
+    }
+    assert bridge(store, n) == pytest.approx(expected, abs=1e-9)
+    # The rows of an account-month add up to its movement.
+    assert margins(store)["ACC2"] == pytest.approx(171 / 105 - 0.528 + 120 / 105 - 0.288 - 0.096, abs=1e-9)
+
+    # margin-pipeline explain: the margin before and after, the causes in order, the runs held.
+    text = render_explanation(data_root, "ACC2", OCTOBER)
+    before, after = 171 / 105 - 0.528, 171 / 105 - 0.528 + 120 / 105 - 0.384
+    assert f"ACC2 2025-10: margin_gbp now {after:.6f}" in text
+    assert f"N={started}".ljust(20) + f"{before:>14.6f}" in text
+    assert f"N={started} -> N={n}: {after - before:+.6f} GBP" in text
+    causes = [line.split() for line in text.splitlines() if line.startswith("  ") and "runs" not in line]
+    assert causes == [
+        ["volumes", f"{120 / 105 - 0.288:+.6f}"],
+        ["prices", "+0.000000"],
+        ["charges", "-0.096000"],
+        ["rates", "+0.000000"],
+        ["registrations", "+0.000000"],
+    ]
+    assert "  runs held: RF x1 -> DF x1" in text
+
+
+def test_late_agreement_is_registrations(started, publish, materialize, store) -> None:
+    assert "ACC3" not in margins(store)
+    n = publish({"supply_agreements": csv(AGREEMENTS, f"ACC3,{LATE},STANDARD,{DAY},")})
+    assert materialize(STREAMS).success
+    # ACC3 appears (a move from 0): its day on STANDARD, (4.8 x 25 + 51)/105 - 0.528.
+    assert bridge(store, n) == pytest.approx({("ACC3", "registrations"): 171 / 105 - 0.528}, abs=1e-9)
+    assert margins(store)["ACC3"] == pytest.approx(171 / 105 - 0.528, abs=1e-9)
+
+
+def test_replay_and_rebuild_at_the_same_version_write_nothing(started, publish, materialize, store) -> None:
+    publish({"settlement_volumes": restated_flat_volumes()})
+    assert materialize(STREAMS).success
+    version = store.version(MARGIN_BRIDGE)
+    assert materialize(STREAMS).success  # nothing new consumed
+    rebuild = {"full_rebuild": True}
+    assert materialize(STREAMS, {n: rebuild for n in ("gold__monthly_margin",)}).success
+    assert store.version(MARGIN_BRIDGE) == version
+
+
+def test_backfill_rebuilds_the_months_rows_from_the_recorded_history(
+    started, publish, materialize, store
+) -> None:
+    first = publish({"settlement_volumes": restated_flat_volumes()})
+    assert materialize(STREAMS).success
+    second = publish({"supply_agreements": csv(AGREEMENTS, f"ACC3,{LATE},STANDARD,{DAY},")})
+    assert materialize(STREAMS).success
+    kept = {
+        (r["to_version"], r["account_id"], r["cause"]): r["delta_gbp"] for r in read(store, MARGIN_BRIDGE)
+    }
+    assert {(v, a) for v, a, _ in kept} == {(first, "ACC2"), (second, "ACC3")}
+    # A lost row and a wrong one: the backfill of October puts both right from the two recorded pairs.
+    store.update(MARGIN_BRIDGE, {"delta_gbp": "99.0"}, f"to_version = {first}")
+    store.update(MARGIN_BRIDGE, {"cause": "'prices'"}, f"to_version = {second}")
+    backfill = {"backfill_from": "2025-10", "backfill_to": "2025-10"}
+    result = materialize(STREAMS, {"gold__monthly_margin": backfill})
+    assert result.success
+    rebuilt = {
+        (r["to_version"], r["account_id"], r["cause"]): r["delta_gbp"] for r in read(store, MARGIN_BRIDGE)
+    }
+    assert rebuilt == pytest.approx(kept, abs=1e-9)
+    assert metadata_of(result, ["gold", "margin_bridge"])["pairs_rebuilt"] == 2
+
+
+def test_causes_are_the_contracts_classes_in_order() -> None:
+    assert [c for c, _ in CAUSES] == ["volumes", "prices", "charges", "rates", "registrations"]
