@@ -205,11 +205,18 @@ def recorded_days(store: DeltaRsStore, needed: int, wait: bool) -> dict[int, dic
 # --------------------------------------------------------------------------- streams
 
 
-def assets() -> list[Any]:
-    """The five stream assets in dependency order (as the incremental-equals-full test runs them)."""
+def assets() -> list[tuple[Any, Any]]:
+    """The five stream assets in dependency order (as the incremental-equals-full test runs them),
+    each with the asset key of its output (``monthly_margin``'s asset also writes the margin bridge)."""
     from margin_pipeline.defs.streams.assets import ASSETS
+    from margin_pipeline.streams.registry import published_tables
 
-    return list(ASSETS.values())
+    tables = published_tables()
+    return [(asset, tables[name].asset_key) for name, asset in ASSETS.items()]
+
+
+#: The margin bridge's figures, kept on the monthly_margin record (the same run writes both).
+BRIDGE_KEYS = ("mode", "account_months_moved", "bridge_rows", "substrate_rows_read", "wall_seconds")
 
 
 METADATA_KEYS = (
@@ -236,10 +243,11 @@ def run_streams(
     """Materialize each stream asset on its own (dependency order), pinned at substrate version ``pin``."""
     import dagster as dg
 
+    from margin_pipeline.gold import MARGIN_BRIDGE
     from margin_pipeline.orchestration.runs import by_source, plain
 
     records = []
-    for asset in assets():
+    for asset, key in assets():
         config = {"substrate_version": pin, "full_rebuild": full_rebuild}
         run_config = {"ops": {asset.node_def.name: {"config": config}}}
         load_before = os.getloadavg()[0]
@@ -247,10 +255,13 @@ def run_streams(
         result = dg.materialize([asset], resources={"store": store, "spark": engine}, run_config=run_config)
         seconds = time.perf_counter() - started
         if not result.success:
-            raise RuntimeError(f"{asset.key.to_user_string()} failed ({label})")
-        [event] = result.get_asset_materialization_events()
-        metadata = {k: plain(v) for k, v in event.materialization.metadata.items()}
-        record = {"asset": asset.key.to_user_string(), **{k: metadata.get(k) for k in METADATA_KEYS}}
+            raise RuntimeError(f"{key.to_user_string()} failed ({label})")
+        events = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+        metadata = {k: plain(v) for k, v in events[key].items()}
+        record = {"asset": key.to_user_string(), **{k: metadata.get(k) for k in METADATA_KEYS}}
+        if MARGIN_BRIDGE.asset_key in events:
+            bridge = {k: plain(v) for k, v in events[MARGIN_BRIDGE.asset_key].items()}
+            record["margin_bridge"] = {k: bridge.get(k) for k in BRIDGE_KEYS}
         record["change_feed_rows_by_source"] = by_source(metadata, "change_feed_rows")
         record["snapshot_rows_by_source"] = by_source(metadata, "snapshot_rows")
         record["run_restamp_commits_skipped"] = {
@@ -264,6 +275,7 @@ def run_streams(
             f"  {label} {record['asset']}: {record['mode']}, read {record['rows_read']:,} rows "
             f"({record['rows_read_pct_of_full']}% of full), +{record['rows_inserted']:,} "
             f"~{record['rows_updated']:,} -{record['rows_deleted']:,}, {seconds:.1f} s"
+            + (f"; bridge {record['margin_bridge']}" if "margin_bridge" in record else "")
         )
     return records
 
@@ -528,6 +540,17 @@ def print_report(payload: dict[str, Any]) -> None:
             f"({result['publication_asof_date']}): new {', '.join(vol.get('new_dates', []))}, restated "
             f"{vol.get('restated_runs', {})}; volumes CF rows {vol.get('cf_rows', 0):,}",
         )
+        bridge = [
+            dict(r["margin_bridge"], asset=r["asset"]) for r in result["incremental"] if "margin_bridge" in r
+        ]
+        for b in bridge:
+            full_rows = result["summary"]["full_rows_read"]
+            print(
+                f"margin bridge of the incremental monthly run: {b['account_months_moved']} account-months "
+                f"moved, {b['bridge_rows']} rows, {b['substrate_rows_read']:,} substrate rows read "
+                f"({100.0 * b['substrate_rows_read'] / full_rows:.2f}% of the five assets' full rows read), "
+                f"{b['wall_seconds']:.1f} s (inside the monthly_margin asset's time above)\n"
+            )
         att = result["attribution"]
         print_table(
             [{"origin": k, "rows": v, "pct": 100.0 * v / att["rows_read"]} for k, v in att["totals"].items()],

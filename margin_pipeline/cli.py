@@ -169,6 +169,7 @@ def _run(root: Path) -> int:
     from margin_pipeline.engines import shared_engine
     from margin_pipeline.orchestration.drive import chain_state, daemon, follow_chain, launch
     from margin_pipeline.orchestration.runs import PARENT_JOB
+    from margin_pipeline.orchestration.workers import fail_dead_runs
 
     data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
@@ -183,6 +184,10 @@ def _run(root: Path) -> int:
             + f"; UI: `make ui` (instance {data_root.dagster_home})"
         )
         print(f"engine: {engine}" + (f", one server for the chain at {url}" if url and started else ""))
+        # Runs of a crashed session hold their slots. Checked here only when the daemon (whose run
+        # launcher starts the workers on this machine) is ours; a running daemon's dead_run_sensor does it.
+        for dead in fail_dead_runs(instance) if started else []:
+            print(f"recovered: {dead.describe()}")
         done, waiting_on = chain_state(data_root)
         if not done and "landing" not in waiting_on:  # nothing for the sensors to react to: start the parent
             print(f"{waiting_on}: launching {PARENT_JOB}")
@@ -279,15 +284,21 @@ def render_runs(runs) -> str:
     ]
     for run in runs:
         name = ("  " if run.tags.get(PARENT_RUN_TAG) else "") + run.job
-        assets = [
-            f"{k:<28}{m['mode']!s:<22}{m['rows_read']:>12,}"
-            f"{'+{} ~{} -{}'.format(m['rows_inserted'], m['rows_updated'], m['rows_deleted']):>18}"
-            for k, m in run.assets.items()
-            if "mode" in m
-        ] or [""]
+        assets = [_asset_line(k, m) for k, m in run.assets.items() if "mode" in m] or [""]
         lines.append(f"{name:<24}{run.status:>9}{run.seconds:>9.1f}  {assets[0]}")
         lines += [f"{'':<42}  {a}" for a in assets[1:]]
     return "\n".join(lines)
+
+
+def _asset_line(key: str, m: dict) -> str:
+    """An asset's mode, rows read and rows written; the margin bridge's moved account-months and rows."""
+    if "bridge_rows" in m:
+        moved = f"{m['account_months_moved']} moved"
+        return f"{key:<28}{m['mode']!s:<22}{moved:>12}{'+' + str(m['bridge_rows']) + ' rows':>18}"
+    if "rows_read" not in m:
+        return f"{key:<28}{m['mode']!s:<22}"
+    written = "+{} ~{} -{}".format(m["rows_inserted"], m["rows_updated"], m["rows_deleted"])
+    return f"{key:<28}{m['mode']!s:<22}{m['rows_read']:>12,}{written:>18}"
 
 
 def render_summary(root: DataRoot, ingest_runs: list[str] | None = None) -> str:

@@ -4,6 +4,7 @@ Used by the parent job to report on its children and by ``margin-pipeline run``
 to print what the chain did.
 """
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,37 @@ class RunReport:
         return (self.ended or 0.0) - (self.started or 0.0) if self.started else 0.0
 
 
-def is_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
-    run = instance.get_run_by_id(run_id)
-    return run is not None and run.status in FINISHED_STATUSES
+#: Set by Dagster's run retries on a failed run once its retry is launched: the retry's run id.
+AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"
+#: How long a failed run may wait for run retries to launch its retry before it counts as final.
+RETRY_LAUNCH_SECONDS = 120.0
+
+
+def settled_run(instance: dg.DagsterInstance, run_id: str, poll: float = 1.0, log: Any = None) -> str:
+    """The run that settles ``run_id``'s outcome, once finished: ``run_id`` itself, or, when run
+    retries relaunched it (a worker killed, a machine lost), its retry's, followed retry after retry.
+    A failed run marked to be retried is waited on until its retry is launched (at most
+    :data:`RETRY_LAUNCH_SECONDS`: with no daemon to launch it, the failure stands)."""
+    waiting_since = None
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.status not in FINISHED_STATUSES:
+            time.sleep(poll)
+            continue
+        if run.is_complete_and_waiting_to_retry:
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since < RETRY_LAUNCH_SECONDS:
+                time.sleep(poll)
+                continue
+        retry = run.tags.get(AUTO_RETRY_RUN_TAG)
+        if run.status == dg.DagsterRunStatus.SUCCESS or retry is None:
+            return run_id
+        if log is not None:
+            log.warning(
+                f"{run.job_name} run {run_id} {run.status.value.lower()} and was retried as run {retry}: "
+                "following it"
+            )
+        run_id, waiting_since = retry, None
 
 
 def report(instance: dg.DagsterInstance, run_id: str) -> RunReport:

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +39,13 @@ from margin_pipeline.orchestration.drive import (
     reexecute_from_failure,
     wait_for_runs,
 )
-from margin_pipeline.orchestration.runs import PARENT_JOB, PARENT_RUN_TAG, RunReport, report
+from margin_pipeline.orchestration.runs import (
+    AUTO_RETRY_RUN_TAG,
+    PARENT_JOB,
+    PARENT_RUN_TAG,
+    RunReport,
+    report,
+)
 from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
@@ -432,3 +439,56 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
         assert rerun.success and children_of(instance, rerun.run_id) == {}
         assert {name: store.version(spec) for name, spec in OUTPUTS.items()} == versions
         assert len(alerts_of(DataRoot(root=str(root)), 2, timeout=20)) == 1, "successful runs alert nobody"
+
+
+def worker_of(instance: dg.DagsterInstance, run_id: str, timeout: float = 120) -> int:
+    """The pid of ``run_id``'s worker process, once it has written RUN_START."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
+        if records:
+            return records[0].event_log_entry.dagster_event.pid
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not start within {timeout:.0f} s")
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the dead-worker check reads /proc (Linux)")
+def test_a_killed_child_worker_is_failed_retried_and_followed_by_its_parent(
+    uninterrupted: Uninterrupted, tmp_path: Path
+) -> None:
+    """A child's run worker SIGKILLed mid-run (the OOM killer, a lost node) would stay STARTED for ever,
+    holding its stream's slot. dead_run_sensor fails it naming the pid, run retries relaunch it, and
+    the parent follows the retry: the chain completes with the uninterrupted chain's tables."""
+    root = tmp_path / "killed"
+    with deployment(root) as instance:
+        store = DeltaRsStore(lake_root=str(DataRoot(root=str(root)).lake))
+        since = time.time()
+        parent = launch(PARENT_JOB)
+        deadline = time.monotonic() + 120
+        while "settlement_stream" not in (children := children_of(instance, parent)):
+            assert time.monotonic() < deadline, "the parent did not launch settlement_stream"
+            time.sleep(0.2)
+        child = children["settlement_stream"].run_id
+        pid = worker_of(instance, child)
+        os.kill(pid, signal.SIGSTOP)  # frozen at once, so the kill lands mid-run, then gone
+        os.kill(pid, signal.SIGKILL)
+
+        (killed,) = wait_for_runs(instance, [child], timeout=120)
+        assert killed.status == "FAILURE"
+        assert f"run worker process {pid} of settlement_stream run {child} is gone" in killed.error
+        (done,) = wait_for_runs(instance, [parent])
+        assert done.success, done.error
+        retry = instance.get_run_by_id(child).tags.get(AUTO_RETRY_RUN_TAG)
+        assert retry and report(instance, retry).success, "run retries relaunched the killed child"
+        followed = instance.all_logs(parent, of_type=dg.DagsterEventType.STEP_OUTPUT)
+        assert any(
+            e.step_key == "settlement"
+            and e.dagster_event.step_output_data.metadata["child_run"].value == retry
+            for e in followed
+        ), "the parent's outcome for settlement is the retry's"
+
+        outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
+        assert outcome.done, outcome.message
+        reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
+        for name, spec in OUTPUTS.items():
+            assert_same_rows(rows_by_key(store, spec), rows_by_key(reference, spec), name)

@@ -18,7 +18,6 @@ sibling's committed output stays and nothing downstream starts. Re-executing
 the parent *from failure* runs only the failed op and what depends on it.
 """
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +32,8 @@ from margin_pipeline.orchestration.runs import (
     PARENT_RUN_TAG,
     STREAM_TAG,
     SUBSTRATE_VERSION_TAG,
-    is_finished,
     report,
+    settled_run,
 )
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.progress import stream_progress
@@ -148,11 +147,12 @@ def run_child(
         )
     child_id = submit_child(context, stream, plan)
     context.log.info(f"launched {stream.job_name} run {child_id} for substrate version {pin.number}")
-    try:
-        while not is_finished(context.instance, child_id):
-            time.sleep(POLL_SECONDS)
+    launched = child_id
+    try:  # a child whose worker died is failed (dead_run_sensor) and retried: its retry settles it
+        child_id = settled_run(context.instance, child_id, POLL_SECONDS, context.log)
     except BaseException:  # the parent was stopped: do not leave its child running unowned
-        context.instance.run_coordinator.cancel_run(child_id)
+        for run_id in {launched, child_id}:
+            context.instance.run_coordinator.cancel_run(run_id)
         raise
     child = report(context.instance, child_id)
     link = dg.MetadataValue.dagster_run(child_id)

@@ -131,16 +131,17 @@ def margin_commit(
             metadata = commit_margin(spark.spark_session, store, plan, months, context.run_id, context.log)
             metadata = {"engine": spark.engine, **metadata}
     bridge = metadata.pop("margin_bridge", None)
+    engine = metadata["engine"]
     shown = presented(context, store, MONTHLY_MARGIN, metadata)
     for event in published(MONTHLY_MARGIN, STREAM, shown, every=MONTHLY_MARGIN_CHECKS):
         if isinstance(event, dg.MaterializeResult):
             yield dg.Output(None, "margin", metadata=event.metadata)
         else:
             yield event
-    yield dg.Output(None, "bridge", metadata=bridge_metadata(store, bridge))
+    yield dg.Output(None, "bridge", metadata=bridge_metadata(store, bridge, engine))
 
 
-def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None) -> dict[str, Any]:
+def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None, engine: str) -> dict[str, Any]:
     """The bridge of the run as its asset page shows it: the versions, the rows written, and a
     markdown table of the movements (largest first), so the page answers "why did margin move"."""
     out: dict[str, Any] = {}
@@ -148,7 +149,7 @@ def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None) -> dict[
         out["mode"] = "skipped (no changes)"
         out["movements"] = dg.MetadataValue.md("Nothing consumed: no movement to explain.")
     else:
-        out["mode"] = "backfill" if "pairs_rebuilt" in bridge else "incremental"
+        out["mode"] = bridge["mode"]
         for name in ("account_months_moved", "bridge_rows", "substrate_rows_read", "wall_seconds"):
             out[name] = bridge[name]
         if "pairs_rebuilt" in bridge:
@@ -159,6 +160,7 @@ def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None) -> dict[
     if store.version(MARGIN_BRIDGE) is not None:
         out["dagster/row_count"] = store.row_count(MARGIN_BRIDGE)
     out["delta_table"] = dg.MetadataValue.path(store.uri(MARGIN_BRIDGE))
+    out["engine"] = engine
     return out
 
 

@@ -241,11 +241,13 @@ def record_movement(
     history. Written before the watermarks advance. Returns the figures the asset shows."""
     started = time.perf_counter()
     if n0 == n1:  # a rebuild at the same N: nothing was consumed, so nothing moved
-        return summary(n0, n1, _empty(), 0, started)
+        return summary("skipped (same substrate version)", n0, n1, _empty(), 0, started)
     output_after = store.ensure_table(MONTHLY_MARGIN)
     _record_pair(store, n0, n1, output_after, run_id, commit_info)
-    if n0 is None or output_after == output_before:  # the first version, or a run that moved nothing
-        return summary(n0, n1, _empty(), 0, started)
+    if n0 is None:
+        return summary("first version (nothing to explain)", n0, n1, _empty(), 0, started)
+    if output_after == output_before:  # the run moved no margin
+        return summary("incremental", n0, n1, _empty(), 0, started)
     changes = store.read_changes(spark, MONTHLY_MARGIN, output_before, output_after).frame
     moved = changes.select("account_id", "month").distinct().cache()
     months = [r["month"] for r in moved.select("month").distinct().collect()]
@@ -253,7 +255,7 @@ def record_movement(
     store.ensure_table(MARGIN_BRIDGE)
     held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {n1}")  # a retried commit's rows
     _replace(store, MARGIN_BRIDGE, rows, held.filter(pc.equal(held.column("to_version"), n1)), commit_info)
-    return summary(n0, n1, rows, read, started)
+    return summary("incremental", n0, n1, rows, read, started)
 
 
 def _record_pair(
@@ -303,7 +305,7 @@ def rebuild_months(
     held = store.read_arrow(MARGIN_BRIDGE, where=f"month >= '{min(months)}' AND month <= '{max(months)}'")
     in_months = pc.is_in(held.column("month"), pa.array(sorted(months), pa.date32()))
     _replace(store, MARGIN_BRIDGE, rows, held.filter(in_months), commit_info)
-    meta = summary(min((p[0] for p in pairs), default=None), through, rows, read, started)
+    meta = summary("backfill", min((p[0] for p in pairs), default=None), through, rows, read, started)
     meta["pairs_rebuilt"] = len(pairs)
     return meta
 
@@ -312,9 +314,11 @@ def _empty() -> pa.Table:
     return MARGIN_BRIDGE.schema.empty_table()
 
 
-def summary(n0: int | None, n1: int | None, rows: pa.Table, read: int, started: float) -> dict[str, Any]:
-    """What the bridge of one run did: the versions, its size, and its rows by account-month, largest
-    movement first (``movements``: account_id, month, movement_gbp and one figure per cause)."""
+def summary(
+    mode: str, n0: int | None, n1: int | None, rows: pa.Table, read: int, started: float
+) -> dict[str, Any]:
+    """What the bridge of one run did: how, the versions, its size, and its rows by account-month,
+    largest movement first (``movements``: account_id, month, movement_gbp and one figure per cause)."""
     by_key: dict[tuple[str, dt.date], dict[str, Any]] = {}
     for row in rows.to_pylist():
         entry = by_key.setdefault(
@@ -325,6 +329,7 @@ def summary(n0: int | None, n1: int | None, rows: pa.Table, read: int, started: 
         entry["movement_gbp"] += row["delta_gbp"]
     movements = sorted(by_key.values(), key=lambda e: (-abs(e["movement_gbp"]), e["account_id"], e["month"]))
     return {
+        "mode": mode,
         "from_version": n0,
         "to_version": n1,
         "account_months_moved": len(movements),
