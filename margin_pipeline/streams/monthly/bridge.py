@@ -14,9 +14,11 @@ rows of an account-month sum to its movement, a run that moves nothing writes no
 is no second implementation of the business rules.
 
 Scope: only the account-months whose published margin moved in the run (the keys of the run's
-commits in ``monthly_margin``'s change feed), each computed from the substrate days of its month
-and the meters of its account's agreements. The six states share their reads: a table whose
-version is the same at N0 and N1 is read once.
+commits in ``monthly_margin``'s change feed), and within them only the MPAN-days whose ledger rows
+the run consumed changes of (the day ledger's change feed over the same range): a month's margin is
+a sum over its days, and a day whose inputs are the same at N0 and N1 adds the same to all six
+states, so it cancels in every movement. The six states share their reads: a table whose version
+is the same at N0 and N1 is read once.
 
 Every run that consumes a new N records ``(N0 -> N1)`` in ``control/monthly_margin_history``; a
 backfill of months rebuilds their bridge rows from those recorded pairs. Both tables are written
@@ -45,6 +47,7 @@ from margin_pipeline.store.base import DeltaStore, with_delete_flag
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.monthly.profile import next_month
 from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, tallies
+from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.settlement.rules import settlement_cost
 from margin_pipeline.streams.shared.changes import union_all
 from margin_pipeline.streams.shared.runner import VOLUMES, Source, StreamRun, in_dates, volume_runs
@@ -138,13 +141,19 @@ def days_of(months: Sequence[dt.date]) -> list[dt.date]:
     return days
 
 
-def margins(state: _State, months: Sequence[dt.date], accounts: DataFrame | None) -> DataFrame:
+def margins(
+    state: _State, months: Sequence[dt.date], accounts: DataFrame | None, days: Days | None = None
+) -> DataFrame:
     """``account_id, month, margin_gbp`` of ``months`` from ``state``, by the streams' rules: only the
-    account-months in ``accounts`` (``account_id, month``) when given, else every account."""
+    account-months in ``accounts`` (``account_id, month``) when given, else every account; summed over
+    the MPAN-days ``days`` only when given (a month's margin is a sum over its days: days whose inputs
+    are the same in every state add the same to every state, so they cancel in every movement)."""
     first, last = months[0], next_month(months[-1]) - dt.timedelta(days=1)
-    on_days = in_dates(days_of(months))
+    on_days = in_dates(days.dates if days is not None else days_of(months))
     agreements = state.snapshot("supply_agreements")
     volumes = state.snapshot(VOLUMES, where=on_days)
+    if days is not None:
+        volumes = volumes.join(days.keys, ["mpan_core", "settlement_date"], "left_semi")
     if accounts is not None:
         ours = agreements.join(accounts.select("account_id").distinct(), "account_id", "left_semi")
         volumes = volumes.join(ours.select("mpan_core").distinct(), "mpan_core", "left_semi")
@@ -164,6 +173,14 @@ def margins(state: _State, months: Sequence[dt.date], accounts: DataFrame | None
     return margin.select("account_id", "month", "margin_gbp")
 
 
+@dataclass(frozen=True)
+class Days:
+    """MPAN-days (``mpan_core, settlement_date``) and their dates."""
+
+    keys: DataFrame
+    dates: list[dt.date]
+
+
 def explain(
     spark: SparkSession,
     store: DeltaStore,
@@ -172,19 +189,23 @@ def explain(
     months: Sequence[dt.date],
     accounts: DataFrame | None,
     run_id: str,
+    days: Days | None = None,
 ) -> tuple[pa.Table, int]:
     """Bridge rows from ``n0`` to ``n1`` of the account-months of ``months`` (only those in ``accounts``
-    when given) whose margin moved, and the substrate rows read."""
+    when given) whose margin moved, and the substrate rows read. ``days``: the MPAN-days whose inputs
+    changed between the two versions (None: every day of the months)."""
     reads = _Reads(spark, store, n0, n1, run_id)
+    # S_k is S_k-1 when no table of class k changed between N0 and N1: evaluated once, its cause is 0.
+    before, after = reads.sides
+    same = [all(before.targets[t] == after.targets[t] for t in tables) for _, tables in CAUSES]
+    distinct = [0, *(k for k in range(1, len(CAUSES) + 1) if not same[k - 1])]
     states = [
-        margins(reads.state(k), sorted(months), accounts).withColumn("state", F.lit(k))
-        for k in range(len(CAUSES) + 1)
+        margins(reads.state(k), sorted(months), accounts, days).withColumn("state", F.lit(k))
+        for k in distinct
     ]
-    margin = [
-        F.sum(F.when(F.col("state") == k, F.col("margin_gbp"))).alias(f"m{k}") for k in range(len(states))
-    ]
+    margin = [F.sum(F.when(F.col("state") == k, F.col("margin_gbp"))).alias(f"m{k}") for k in distinct]
     wide = union_all(states).groupBy("account_id", "month").agg(*margin).fillna(0.0)
-    m = [F.col(f"m{k}") for k in range(len(states))]
+    m = [F.col(f"m{max(d for d in distinct if d <= k)}") for k in range(len(CAUSES) + 1)]
     causes = F.explode(
         F.array(
             *[
@@ -235,10 +256,13 @@ def record_movement(
     output_before: int,
     run_id: str,
     commit_info: dict[str, str],
+    ledger_range: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The bridge of a run that consumed ``n1`` having consumed ``n0`` (None: nothing before), for the
     account-months whose margin the run's commits after ``output_before`` moved; and the pair in the
-    history. Written before the watermarks advance. Returns the figures the asset shows."""
+    history. ``ledger_range``: the day ledger's versions ``(after, up_to]`` the run consumed, whose
+    MPAN-days are the only ones whose inputs changed (None: every day of the moved months). Written
+    before the watermarks advance. Returns the figures the asset shows."""
     started = time.perf_counter()
     if n0 == n1:  # a rebuild at the same N: nothing was consumed, so nothing moved
         return summary("skipped (same substrate version)", n0, n1, _empty(), 0, started)
@@ -251,7 +275,12 @@ def record_movement(
     changes = store.read_changes(spark, MONTHLY_MARGIN, output_before, output_after).frame
     moved = changes.select("account_id", "month").distinct().cache()
     months = [r["month"] for r in moved.select("month").distinct().collect()]
-    rows, read = explain(spark, store, n0, n1, months, moved, run_id)
+    days = None
+    if ledger_range is not None:
+        ledger = store.read_changes(spark, DAY_LEDGER, *ledger_range).frame
+        keys = ledger.select("mpan_core", "settlement_date").distinct().cache()
+        days = Days(keys, sorted(r[0] for r in keys.select("settlement_date").distinct().collect()))
+    rows, read = explain(spark, store, n0, n1, months, moved, run_id, days)
     store.ensure_table(MARGIN_BRIDGE)
     held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {n1}")  # a retried commit's rows
     _replace(store, MARGIN_BRIDGE, rows, held.filter(pc.equal(held.column("to_version"), n1)), commit_info)

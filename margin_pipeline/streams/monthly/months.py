@@ -329,8 +329,10 @@ def _bridge(
         return rebuild_months(spark, store, months, number, run_id, info)
     if not plan.advance:
         return None
+    ledger = "monthly_day_ledger"  # the MPAN-days whose inputs changed: those the run consumed changes of
+    consumed = (plan.watermarks[ledger], plan.targets[ledger]) if ledger in plan.watermarks else None
     return record_movement(
-        spark, store, plan.from_version, plan.substrate_version, plan.output_before, run_id, info
+        spark, store, plan.from_version, plan.substrate_version, plan.output_before, run_id, info, consumed
     )
 
 
