@@ -39,7 +39,7 @@ from margin_pipeline_tests.helpers import (
 
 def materialize_in_child(root: Path, engine: str, home: Path) -> subprocess.CompletedProcess[str]:
     """The five stream assets materialized by ``dagster asset materialize`` on ``engine``."""
-    selection = ",".join(a.key.to_user_string() for a in stream_assets())
+    selection = ",".join(k.to_user_string() for a in stream_assets() for k in a.keys)
     env = {**os.environ, ENGINE_ENV: engine, ROOT_ENV: str(root), "DAGSTER_HOME": str(home)}
     env.pop(REMOTE_ENV, None)
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)  # set by this process's own Connect session
