@@ -73,32 +73,6 @@ def test_sail_and_spark_publish_the_same_tables(tmp_path: Path, engine: SparkEng
         assert_same_rows(theirs, mine, f"{name} on {other} vs {engine.engine}")
 
 
-#: The property test's case that also runs on local Spark (what clusters run).
-SPARK_SEED = (
-    "margin_pipeline_tests/streams/test_incremental_equals_full.py::test_incremental_equals_full_recompute[0]"
-)
-
-
-@pytest.mark.slow
-def test_incremental_equals_full_on_local_spark(engine: SparkEngine) -> None:
-    """Seed 0 of the property test on local Spark, in a child pytest (a process holds one kind of
-    session, and this one holds the suite's)."""
-    if java_version() is None:
-        pytest.skip("local Spark needs Java 17+ (the embedded engine does not)")
-    if engine.engine == "spark":
-        pytest.skip("this run is on local Spark already: the property test itself runs there")
-    env = {**os.environ, ENGINE_ENV: "spark"}
-    for name in (REMOTE_ENV, "SPARK_CONNECT_MODE_ENABLED", "PYTEST_ADDOPTS"):
-        env.pop(name, None)
-    repo = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SPARK_SEED]
-    child = subprocess.run(
-        command, cwd=repo, env=env, capture_output=True, text=True, timeout=1800, check=False
-    )
-    assert child.returncode == 0, child.stdout[-4000:]
-    assert "1 passed" in child.stdout, child.stdout[-2000:]
-
-
 def test_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENGINE_ENV, raising=False)
     assert engine_from_env() == "sail"
