@@ -43,6 +43,7 @@ from margin_pipeline.defs.streams.factory import (
 from margin_pipeline.engines import SparkEngine
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.remote.launch import refresh_remote
+from margin_pipeline.store import TableSpec
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.bridge import CAUSES
 from margin_pipeline.streams.monthly.months import (
@@ -202,24 +203,22 @@ _BRIDGE_DESCRIPTION = (
 )
 
 
+def _asset_out(table: TableSpec, description: str) -> dg.AssetOut:
+    """One of the graph's two tables, shown as every stream output is (owner, layer, schema)."""
+    return dg.AssetOut(
+        key=table.asset_key,
+        kinds={"spark", "delta"},
+        metadata=table_metadata(table),
+        owners=[_stream.owner],
+        tags=layer_tag(table),
+        description=f"{description} Key: {', '.join(table.key)}. {launched_by(_stream)}",
+    )
+
+
 @dg.graph_multi_asset(
     outs={
-        "margin": dg.AssetOut(
-            key=MONTHLY_MARGIN.asset_key,
-            kinds={"spark", "delta"},
-            metadata=table_metadata(MONTHLY_MARGIN),
-            owners=[_stream.owner],
-            tags=layer_tag(MONTHLY_MARGIN),
-            description=f"{OUTPUT.description} Key: {', '.join(MONTHLY_MARGIN.key)}. {launched_by(_stream)}",
-        ),
-        "bridge": dg.AssetOut(
-            key=MARGIN_BRIDGE.asset_key,
-            kinds={"spark", "delta"},
-            metadata=table_metadata(MARGIN_BRIDGE),
-            owners=[_stream.owner],
-            tags=layer_tag(MARGIN_BRIDGE),
-            description=f"{_BRIDGE_DESCRIPTION} Key: {', '.join(MARGIN_BRIDGE.key)}. {launched_by(_stream)}",
-        ),
+        "margin": _asset_out(MONTHLY_MARGIN, OUTPUT.description),
+        "bridge": _asset_out(MARGIN_BRIDGE, _BRIDGE_DESCRIPTION),
     },
     name="gold__monthly_margin",  # the step keys operators know (gold__monthly_margin.margin_month[...])
     group_name=STREAM,
