@@ -186,7 +186,8 @@ def _run(root: Path) -> int:
         print(f"engine: {engine}" + (f", one server for the chain at {url}" if url and started else ""))
         # Runs of a crashed session hold their slots. Checked here only when the daemon (whose run
         # launcher starts the workers on this machine) is ours; a running daemon's dead_run_sensor does it.
-        for dead in fail_dead_runs(instance) if started else []:
+        # None was alive before `since`: a run still STARTING from before then will get no worker.
+        for dead in fail_dead_runs(instance, launched_before=since) if started else []:
             print(f"recovered: {dead.describe()}")
         done, waiting_on = chain_state(data_root)
         if not done and "landing" not in waiting_on:  # nothing for the sensors to react to: start the parent

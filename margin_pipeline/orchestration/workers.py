@@ -5,12 +5,20 @@ health only for launchers that offer it: Kubernetes, ECS, Docker). When a machin
 or a worker is killed (SIGKILL, the OOM killer), its run stays ``STARTED`` in the instance for ever,
 holding its per-stream concurrency slot, and the next chain waits behind it.
 
-This module is the project's own check. A run worker writes ``RUN_START`` from its own process, so
-the event carries the worker's pid and the time it started; a ``STARTED`` run is dead when that pid
-is no longer a process, or is a process started after the event (the pid was reused). Such a run is
+This module is the project's own check. A run worker's first event is written from its own
+process and names its pid: "Started process for run (pid: N)" (an engine event, while the run is
+still ``STARTING``), then ``RUN_START``. A ``STARTING`` or ``STARTED`` run is dead when that pid is
+no longer a process, or is a process started after the event (the pid was reused). Such a run is
 reported failed with a message that names the pid, and run monitoring then frees its slots. The
 check needs ``/proc`` (Linux) and runs where the workers run (the daemon's machine, which is where
 the default run launcher starts them); elsewhere it finds nothing.
+
+A ``STARTING`` run with no worker event yet has no pid to check. While a daemon lives that is a
+slow start, Dagster's run monitoring's (``start_timeout_seconds``). But a run that went
+``STARTING`` before a moment when no daemon was alive was being launched by a code server that is
+gone: no worker will come, so ``launched_before`` (given by ``margin-pipeline run`` when it had to
+start the daemon itself) fails it too. A worker that were to start after all finds its run finished
+and exits without running it (Dagster refuses a worker for a finished run).
 
 Used by the ``dead_run_sensor`` (in the daemon, on the machine its run launcher starts workers on)
 and by ``margin-pipeline run`` when it starts the daemon itself, before it drives a chain.
@@ -34,13 +42,18 @@ START_SLACK_SECONDS = 2.0
 class DeadRun:
     run_id: str
     job_name: str
-    pid: int
-    started_at: float  # RUN_START's timestamp
+    pid: int | None  # None: no worker ever started for the run
+    started_at: float  # the worker's first event, or the run's STARTING event when there is none
 
     def describe(self) -> str:
+        gone = (
+            f"run worker process {self.pid}"
+            if self.pid is not None
+            else "the launch (no run worker started before its daemon and code server stopped)"
+        )
         return (
-            f"run worker process {self.pid} of {self.job_name} run {self.run_id} is gone (killed, or its "
-            "machine stopped): the run is marked failed and its concurrency slots freed"
+            f"{gone} of {self.job_name} run {self.run_id} is gone (killed, or its machine stopped): "
+            "the run is marked failed and its concurrency slots freed"
         )
 
 
@@ -60,44 +73,61 @@ def process_started_at(pid: int) -> float | None:
 
 
 def worker_alive(pid: int, started_at: float) -> bool:
-    """Whether ``pid`` is still the process that wrote a RUN_START at ``started_at``."""
+    """Whether ``pid`` is still the process that wrote an event at ``started_at``."""
     began = process_started_at(pid)
     return began is not None and began <= started_at + START_SLACK_SECONDS
 
 
-def dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
-    """``STARTED`` runs whose worker process is gone (none where ``/proc`` is not there)."""
+def dead_runs(instance: dg.DagsterInstance, launched_before: float | None = None) -> list[DeadRun]:
+    """``STARTING`` and ``STARTED`` runs whose worker process is gone, and (with ``launched_before``,
+    a time until which no daemon was alive) ``STARTING`` runs launched before it that no worker took
+    up. None where ``/proc`` is not there."""
     if not (PROC / "stat").exists():
         return []
     dead = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        start = _run_start(instance, run.run_id)
-        if start is None:
-            continue
-        pid, started_at = start
-        if not worker_alive(pid, started_at):
-            dead.append(DeadRun(run.run_id, run.job_name, pid, started_at))
+    live = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=live)):
+        worker = _worker(instance, run.run_id)
+        if worker is not None:
+            pid, started_at = worker
+            if not worker_alive(pid, started_at):
+                dead.append(DeadRun(run.run_id, run.job_name, pid, started_at))
+        elif run.status == dg.DagsterRunStatus.STARTING and launched_before is not None:
+            starting = _first(instance, run.run_id, dg.DagsterEventType.RUN_STARTING)
+            if starting is not None and starting.timestamp < launched_before:
+                dead.append(DeadRun(run.run_id, run.job_name, None, starting.timestamp))
     return dead
 
 
-def _run_start(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
-    """The worker pid and time of a run's ``RUN_START`` event (None: not started by a worker yet)."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
-    if not records:
-        return None
-    entry = records[0].event_log_entry
-    event = entry.dagster_event
-    if event is None or event.pid is None:
-        return None
-    return event.pid, entry.timestamp
+def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """The pid of a run's worker and the time of its first event, or None: no worker wrote one yet."""
+    start = _first(instance, run_id, dg.DagsterEventType.RUN_START)
+    if start is not None and start.dagster_event is not None and start.dagster_event.pid is not None:
+        return start.dagster_event.pid, start.timestamp
+    # Before RUN_START: the engine event the worker writes as it starts, its pid in the metadata.
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.engine_event_data if event is not None else None
+        pid = data.metadata.get("pid") if data is not None else None
+        if pid is not None:
+            return int(pid.value), record.event_log_entry.timestamp
+    return None
 
 
-def fail_dead_runs(instance: dg.DagsterInstance, log: Any = None) -> list[DeadRun]:
-    """Report every dead run failed (once: a failed run is no longer ``STARTED``); returns them."""
-    dead = dead_runs(instance)
+def _first(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> dg.EventLogEntry | None:
+    records = instance.get_records_for_run(run_id, of_type=kind, limit=1).records
+    return records[0].event_log_entry if records else None
+
+
+def fail_dead_runs(
+    instance: dg.DagsterInstance, log: Any = None, launched_before: float | None = None
+) -> list[DeadRun]:
+    """Report every dead run failed (once: a failed run is no longer live); returns them."""
+    dead = dead_runs(instance, launched_before)
     for run in dead:
         dagster_run = instance.get_run_by_id(run.run_id)
-        if dagster_run is None or dagster_run.status != dg.DagsterRunStatus.STARTED:
+        if dagster_run is None or dagster_run.is_finished:
             continue
         instance.report_run_failed(dagster_run, message=run.describe())
         if log is not None:

@@ -1,0 +1,69 @@
+"""Runs whose worker is gone are found on a real instance: by the pid their worker wrote, and, for a
+run left ``STARTING`` by a daemon that is gone, by when it was launched."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from margin_pipeline.orchestration.workers import dead_runs, fail_dead_runs
+
+pytestmark = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the check reads /proc (Linux)")
+
+
+@dg.op
+def work() -> None:
+    pass
+
+
+@dg.job
+def stream() -> None:
+    work()
+
+
+def run_at(instance: dg.DagsterInstance, event_type: str, pid: int | None = None) -> str:
+    """A run of ``stream`` whose last event is ``event_type`` (written by process ``pid``)."""
+    run = instance.create_run_for_job(job_def=stream)
+    for kind in ("PIPELINE_STARTING", event_type):
+        event = dg.DagsterEvent(
+            event_type_value=kind, job_name="stream", pid=pid if kind == event_type else None
+        )
+        instance.report_dagster_event(event, run.run_id)
+    return run.run_id
+
+
+def gone_pid() -> int:
+    """The pid of a process that has exited."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def test_a_started_run_is_dead_once_its_worker_pid_is_gone() -> None:
+    with dg.instance_for_test() as instance:
+        alive = run_at(instance, "PIPELINE_START", pid=os.getpid())
+        dead = run_at(instance, "PIPELINE_START", pid=gone_pid())
+        assert [d.run_id for d in dead_runs(instance)] == [dead]
+        (failed,) = fail_dead_runs(instance)
+        assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(alive).status == dg.DagsterRunStatus.STARTED
+        assert f"run worker process {failed.pid}" in failed.describe()
+
+
+def test_a_run_left_starting_before_the_daemon_died_is_failed_only_when_told_so() -> None:
+    """No worker wrote an event: with a daemon alive it is a slow start (left to run monitoring);
+    launched before a moment when no daemon was alive, no worker will ever take it up."""
+    with dg.instance_for_test() as instance:
+        starting = run_at(instance, "PIPELINE_STARTING")
+        assert instance.get_run_by_id(starting).status == dg.DagsterRunStatus.STARTING
+        assert dead_runs(instance) == []
+        assert dead_runs(instance, launched_before=time.time() - 3600) == []  # launched after that
+        time.sleep(0.01)
+        (dead,) = fail_dead_runs(instance, launched_before=time.time())
+        assert (dead.run_id, dead.pid) == (starting, None)
+        assert "no run worker started" in dead.describe()
+        assert instance.get_run_by_id(starting).status == dg.DagsterRunStatus.FAILURE
+        assert fail_dead_runs(instance, launched_before=time.time()) == []  # failed once
