@@ -1,26 +1,32 @@
 """The parent job end to end on a real instance: a dagster-daemon, a queued run coordinator with the
 repo's dagster.yaml limits, child runs launched as their own processes, real Delta and Spark.
 
-One uninterrupted deployment is the reference; in a second one the data files of
-a table only half_hourly reads are unavailable for a while (a storage fault): it
-fails, is repaired by re-executing the parent from failure and must end with the
-same tables.
+One uninterrupted deployment is the reference; its instance is on PostgreSQL (a server the module
+starts itself with ``pgserver``: PostgreSQL binaries in a wheel, on a unix socket), as a deployment
+with several users runs. Settlement is also launched twice by hand while the parent runs it. In a
+second deployment (SQLite, the default) the data files of a table only half_hourly reads are
+unavailable for a while (a storage fault): it fails, is repaired by re-executing the parent from
+failure and must end with the same tables. In a third (PostgreSQL again, through
+``$DAGSTER_PG_URL`` as ``margin-pipeline run`` reads it) every process is killed mid-chain.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
 import pytest
@@ -46,7 +52,7 @@ from margin_pipeline.orchestration.runs import (
     RunReport,
     report,
 )
-from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot
+from margin_pipeline.settings import POSTGRES_URL_ENV, REPO_ROOT, ROOT_ENV, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.substrate.ingest import ingest, pending_files
@@ -63,10 +69,34 @@ MONTH_STEP = "gold__monthly_margin.margin_month["
 OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
 
 
+#: The password of the PostgreSQL role the instances use: it must reach no log, metadata or file.
+PG_SECRET = "pg-Secret-4711-xyz"
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """A PostgreSQL server for the module; the fixture makes a database per deployment and returns
+    its URL (the role's password in it, as ``$DAGSTER_PG_URL`` holds it)."""
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        server.psql(f"CREATE ROLE margin LOGIN PASSWORD '{PG_SECRET}';")
+        socket = parse_qs(urlparse(server.get_uri()).query)["host"][0]
+
+        def database(name: str) -> str:
+            server.psql(f"CREATE DATABASE {name} OWNER margin;")
+            return f"postgresql+psycopg2://margin:{PG_SECRET}@/{name}?host={socket}"
+
+        yield database
+    finally:
+        server.cleanup()
+
+
 @contextlib.contextmanager
-def deployment(root: Path) -> Iterator[dg.DagsterInstance]:
-    """A data root with one ingested substrate version, its instance, and a daemon serving it."""
-    saved = {k: os.environ.get(k) for k in (ROOT_ENV, "DAGSTER_HOME")}
+def deployment(root: Path, postgres_url: str | None = None) -> Iterator[dg.DagsterInstance]:
+    """A data root with one ingested substrate version, its instance (SQLite, or the PostgreSQL
+    database at ``postgres_url``, named in dagster.yaml by its variable only), and a daemon."""
+    saved = {k: os.environ.get(k) for k in (ROOT_ENV, "DAGSTER_HOME", POSTGRES_URL_ENV)}
     os.environ[ROOT_ENV] = str(root)  # the daemon, code server and run workers inherit it
     try:
         home = root / "dagster"
@@ -74,6 +104,9 @@ def deployment(root: Path) -> Iterator[dg.DagsterInstance]:
         os.environ["DAGSTER_HOME"] = str(home)
         # instance_for_test writes its dagster.yaml (the repo's, plus test settings) into home.
         repo_config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+        if postgres_url:
+            os.environ[POSTGRES_URL_ENV] = postgres_url
+            repo_config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_ENV}}}
         data_root = DataRoot(root=str(root))
         generate_history(data_root.landing, SCENARIO)
         store = DeltaRsStore(lake_root=str(data_root.lake))
@@ -140,6 +173,7 @@ def runs_of(instance: dg.DagsterInstance, job: str) -> list[RunReport]:
 @dataclass
 class Uninterrupted:
     root: Path
+    postgres_url: str  # its instance's database ($DAGSTER_PG_URL)
     parent: RunReport
     children: dict[str, RunReport]
     child_configs: dict[str, dict]
@@ -148,33 +182,54 @@ class Uninterrupted:
     month_steps: dict[str, tuple[float, float]]
     parent_steps: dict[str, tuple[float, float]]
     second_statuses_while_first_ran: set[str]
+    by_hand: list[RunReport]  # settlement_stream launched twice by hand while the parent ran it
+    settlement_at_once: int  # the most settlement_stream runs seen starting or started together
     reconciled: list[RunReport]
     run_log: dict[str, dict]  # control/pipeline_runs by run id
     ui: dict[str, Any]  # what the UI reads (GraphQL), gathered while the daemon still ran
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, postgres: Callable[[str], str]) -> Uninterrupted:
     root = tmp_path_factory.mktemp("uninterrupted")
-    with deployment(root) as instance:
+    url = postgres("uninterrupted")
+    with deployment(root, url) as instance:
         since = time.time()
         first = launch(PARENT_JOB)
         second = launch(PARENT_JOB)  # a second request while the first one runs
         seen: set[str] = set()
-        while instance.get_run_by_id(first).status.value in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED"):
+        by_hand: list[str] = []
+        settlement_at_once = 0  # the most settlement_stream runs seen starting or started together
+        live = dg.RunsFilter(
+            job_name="settlement_stream", statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+        )
+        while not all(instance.get_run_by_id(r).is_finished for r in [first, *by_hand]):
             if instance.get_run_by_id(first).status == dg.DagsterRunStatus.STARTED:
                 seen.add(instance.get_run_by_id(second).status.value)
-            time.sleep(0.5)
+            if not by_hand and children_of(instance, first).get("settlement_stream"):
+                # The parent has launched its settlement child: the same stream twice more, by hand, at once.
+                with ThreadPoolExecutor(2) as pool:
+                    by_hand = list(pool.map(launch, ["settlement_stream"] * 2))
+            settlement_at_once = max(settlement_at_once, len(instance.get_runs(filters=live)))
+            time.sleep(0.3)
         parent, second_report = wait_for_runs(instance, [first, second])
+        hand_reports = wait_for_runs(instance, by_hand)
         outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
         assert outcome.done, outcome.message
         children = children_of(instance, first)
         reconciled = runs_of(instance, "reconciled")
-        finished = {first, second, *(c.run_id for c in children.values()), *(r.run_id for r in reconciled)}
+        finished = {
+            first,
+            second,
+            *by_hand,
+            *(c.run_id for c in children.values()),
+            *(r.run_id for r in reconciled),
+        }
         run_log = logged_runs(DataRoot(root=str(root)), finished)
         ui = operator_view(instance, root, first, children)
         return Uninterrupted(
             root=root,
+            postgres_url=url,
             parent=parent,
             children=children,
             child_configs={j: instance.get_run_by_id(c.run_id).run_config for j, c in children.items()},
@@ -183,6 +238,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Uninterrupted:
             month_steps=step_spans(instance, children["monthly_stream"].run_id, MONTH_STEP),
             parent_steps=step_spans(instance, first),
             second_statuses_while_first_ran=seen,
+            by_hand=hand_reports,
+            settlement_at_once=settlement_at_once,
             reconciled=reconciled,
             run_log=run_log,
             ui=ui,
@@ -360,6 +417,47 @@ def test_second_parent_request_waits_in_the_queue_and_then_skips_every_child(
     assert uninterrupted.second_children == {}, "every stream had consumed N: nothing to launch"
 
 
+def test_a_stream_launched_twice_by_hand_while_the_parent_runs_it_waits_and_doubles_nothing(
+    uninterrupted: Uninterrupted,
+) -> None:
+    """The per-stream concurrency limit: the parent's settlement child and two launches by hand run one
+    at a time; the child consumed N, the hand launches find nothing to do and write nothing."""
+    assert uninterrupted.settlement_at_once == 1
+    child = uninterrupted.children["settlement_stream"]
+    runs = sorted([child, *uninterrupted.by_hand], key=lambda r: r.started)
+    assert all(r.success for r in runs), [r.error for r in runs]
+    assert runs[0].run_id == child.run_id, "the child, launched first, ran first"
+    spans = [(r.run_id[:8], r.started, r.ended) for r in runs]
+    for earlier, later in itertools.pairwise(runs):
+        assert later.started >= earlier.ended, f"two settlement runs at once: {spans}"
+    for run in uninterrupted.by_hand:
+        row = uninterrupted.run_log[run.run_id]
+        assert row["rows_written"] == 0 and row["parent_run_id"] is None, row
+    assert uninterrupted.run_log[child.run_id]["rows_written"] > 0
+
+
+def test_the_instance_is_on_postgres_and_its_password_leaks_nowhere(
+    uninterrupted: Uninterrupted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password is in the environment only: not in the instance (run configs, tags, every event of
+    every run), any log, metadata, alert, dagster.yaml or the lake (the run log table included)."""
+    home = uninterrupted.root / "dagster"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml names both variables
+    monkeypatch.setenv(POSTGRES_URL_ENV, uninterrupted.postgres_url)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert "Postgres" in type(instance.run_storage).__name__
+        runs = instance.get_runs()
+        assert {r.job_name for r in runs} >= {PARENT_JOB, "settlement_stream", "reconciled"}
+        recorded = [json.dumps(r.run_config) + json.dumps(dict(r.tags)) for r in runs]
+        recorded += [str(e.message) + str(e.dagster_event) for r in runs for e in instance.all_logs(r.run_id)]
+    assert not any(PG_SECRET in text for text in recorded)
+    assert not list(home.rglob("runs.db")), "nothing was stored in SQLite"
+    leaked = [
+        p for p in uninterrupted.root.rglob("*") if p.is_file() and PG_SECRET.encode() in p.read_bytes()
+    ]
+    assert leaked == []
+
+
 def test_gate_publishes_hh_margin_once_all_streams_consumed_n(uninterrupted: Uninterrupted) -> None:
     [reconciled] = uninterrupted.reconciled
     assert reconciled.success
@@ -455,20 +553,32 @@ def processes_of(home: Path) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the dead-worker check reads /proc (Linux)")
 def test_every_process_killed_mid_chain_then_run_again_finishes_it(
-    uninterrupted: Uninterrupted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    uninterrupted: Uninterrupted,
+    postgres: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A crash of the machine while the children run: every process of the data root SIGKILLed (the
     CLI, its daemon and engine, the code server, the run workers). Nothing of Dagster's is left to
-    notice, and the runs stay STARTED, holding their streams' slots. The next ``margin-pipeline run``
-    starts a daemon (the dead one's heartbeats are not trusted), fails the dead runs naming their
-    pids, and finishes the chain with the uninterrupted chain's tables."""
+    notice, and the runs stay STARTED (or STARTING: launched, no worker yet), holding their streams'
+    slots. The next ``margin-pipeline run`` starts a daemon (the dead one's heartbeats are not
+    trusted), fails the dead runs naming their pids, and finishes the chain with the uninterrupted
+    chain's tables. The instance is on PostgreSQL, chosen as a deployment chooses it: ``$DAGSTER_PG_URL``."""
     root = tmp_path / "crashed"
     data_root = DataRoot(root=str(root))
     generate_history(data_root.landing, SCENARIO)
     home = root / "dagster"
-    env = {**os.environ, ROOT_ENV: str(root), "DAGSTER_HOME": str(home), "RUST_LOG": "error"}
+    url = postgres("crashed")
+    env = {
+        **os.environ,
+        ROOT_ENV: str(root),
+        "DAGSTER_HOME": str(home),
+        POSTGRES_URL_ENV: url,
+        "RUST_LOG": "error",
+    }
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's dagster.yaml reads it
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's dagster.yaml reads both
+    monkeypatch.setenv(POSTGRES_URL_ENV, url)
     cli = [str(REPO_ROOT / ".venv" / "bin" / "margin-pipeline"), "run"]
     first = subprocess.Popen(
         cli, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -500,7 +610,11 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
         assert "dagster-daemon: started for this run" in again.stdout
         assert again.stdout.count("recovered: run worker process") >= 2, again.stdout[:3000]
         with _instance(home) as instance:
-            assert not instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            assert "Postgres" in type(instance.run_storage).__name__
+            live = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+            assert not instance.get_runs(filters=dg.RunsFilter(statuses=live))
+        config = (home / "dagster.yaml").read_text()
+        assert POSTGRES_URL_ENV in config and PG_SECRET not in config and not list(home.rglob("runs.db"))
         store = DeltaRsStore(lake_root=str(data_root.lake))
         reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
         for name, spec in OUTPUTS.items():

@@ -13,7 +13,7 @@ act on it:
 
 ``sla_sensor`` alerts once per (stream, N) when a stream has not consumed substrate version N
 within its freshness window (:func:`margin_pipeline.streams.progress.lagging`).
-``dead_run_sensor`` fails every ``STARTED`` run whose worker process is gone (a killed worker, a
+``dead_run_sensor`` fails every starting or started run whose worker process is gone (a killed worker, a
 machine that stopped), so its concurrency slots come back and the chain can go on
 (:mod:`margin_pipeline.orchestration.workers`).
 ``run_log_sensor`` writes every finished run to ``control/pipeline_runs``
@@ -204,12 +204,12 @@ def run_log_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
     name="dead_run_sensor",
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Fails every started run whose run worker process is gone (killed, or its machine "
-    "stopped), naming the pid, so its concurrency slots come back; Dagster's run monitoring cannot "
-    "see a dead worker of the default run launcher.",
+    description="Fails every starting or started run whose run worker process is gone (killed, or its "
+    "machine stopped), naming the pid, so its concurrency slots come back; Dagster's run monitoring "
+    "cannot see a dead worker of the default run launcher.",
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     dead = fail_dead_runs(context.instance, context.log)
     if not dead:
-        return dg.SkipReason("every started run's worker process is alive")
+        return dg.SkipReason("every starting or started run's worker process is alive")
     return dg.SkipReason("failed " + "; ".join(d.describe() for d in dead))
