@@ -176,24 +176,39 @@ def _run(root: Path) -> int:
     since = time.time()
     with (
         shared_engine(engine) as url,
-        daemon(instance, data_root.dagster_home / "daemon.log") as started,
+        daemon(instance, data_root.dagster_home / "daemon.log") as served,
     ):
         print(
             "dagster-daemon: "
-            + ("started for this run" if started else "using the one already running")
+            + ("started for this run" if served.started else "using the one already running")
             + f"; UI: `make ui` (instance {data_root.dagster_home})"
         )
-        print(f"engine: {engine}" + (f", one server for the chain at {url}" if url and started else ""))
-        # Runs of a crashed session hold their slots. Checked here only when the daemon (whose run
-        # launcher starts the workers on this machine) is ours; a running daemon's dead_run_sensor does it.
-        # None was alive before `since`: a run still STARTING from before then will get no worker.
-        for dead in fail_dead_runs(instance, launched_before=since) if started else []:
-            print(f"recovered: {dead.describe()}")
+        print(
+            f"engine: {engine}" + (f", one server for the chain at {url}" if url and served.started else "")
+        )
+
+        def recover(until: float) -> None:
+            # Runs of a crashed daemon hold their slots. Checked only when the daemon (whose run launcher
+            # starts the workers on this machine) is ours; a running daemon's dead_run_sensor does it.
+            # None was alive before `until`: a run still STARTING from before then will get no worker.
+            for dead in fail_dead_runs(instance, launched_before=until) if served.started else []:
+                print(f"recovered: {dead.describe()}")
+
+        def keep_daemon() -> None:
+            found_dead = time.time()
+            restarted = served.restart_if_exited()
+            if restarted:
+                print(f"  ... {restarted}")
+                recover(found_dead)
+
+        recover(since)
         done, waiting_on = chain_state(data_root)
         if not done and "landing" not in waiting_on:  # nothing for the sensors to react to: start the parent
             print(f"{waiting_on}: launching {PARENT_JOB}")
             launch(PARENT_JOB)
-        outcome = follow_chain(instance, data_root, since, on_progress=lambda s: print(f"  ... {s}"))
+        outcome = follow_chain(
+            instance, data_root, since, on_progress=lambda s: print(f"  ... {s}"), each_poll=keep_daemon
+        )
     print()
     print(render_runs(outcome.runs))
     print()

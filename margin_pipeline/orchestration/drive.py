@@ -26,7 +26,7 @@ from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, report
+from margin_pipeline.orchestration.runs import FINISHED_STATUSES, WILL_RETRY_TAG, RunReport, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.progress import stream_progress
@@ -89,35 +89,71 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-@contextlib.contextmanager
-def daemon(instance: dg.DagsterInstance, log: Path) -> Iterator[bool]:
-    """A daemon serving ``instance`` for the duration; yields whether this call started it."""
-    if daemon_running(instance):
-        yield False
-        return
-    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-    try:
-        yield True
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+class Daemon:
+    """The daemon serving the instance for a ``with daemon(...)`` block: one this block started (and
+    looks after), or one that already ran (``dagster dev``, ``make ui``: not ours to look after)."""
+
+    #: Restarts after which a daemon that keeps exiting is an error, not bad luck.
+    MAX_RESTARTS = 3
+
+    def __init__(self, instance: dg.DagsterInstance, log: Path, started: bool) -> None:
+        self.instance, self.log, self.started = instance, log, started
+        self.process: subprocess.Popen[bytes] | None = self._spawn() if started else None
+        self.restarts = 0
+        self.exited_groups: list[int] = []  # process groups of daemons that died: their code servers
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+
+    def restart_if_exited(self) -> str | None:
+        """Start our daemon again if it has exited (killed, the OOM killer); returns what happened."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        status = self.process.returncode
+        if self.restarts >= self.MAX_RESTARTS:
+            raise RuntimeError(
+                f"dagster-daemon exited {self.restarts + 1} times (last status {status}): see {self.log}"
+            )
+        # Its code server lives on: it finishes the runs it started (stopping it would cancel them)
+        # and exits on its own once the heartbeats it no longer gets have timed out.
+        self.exited_groups.append(self.process.pid)
+        self.process = self._spawn()
+        self.restarts += 1
+        return f"dagster-daemon exited (status {status}): started again (log {self.log})"
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        for group in [*self.exited_groups, self.process.pid]:  # the daemon and its code server
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
         try:
-            process.wait(timeout=60)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         # Its last heartbeats would make the next call think a daemon still serves the instance.
-        instance.wipe_daemon_heartbeats()
+        self.instance.wipe_daemon_heartbeats()
+
+
+@contextlib.contextmanager
+def daemon(instance: dg.DagsterInstance, log: Path) -> Iterator[Daemon]:
+    """A daemon serving ``instance`` for the duration: the running one, else one started here."""
+    served = Daemon(instance, log, started=not daemon_running(instance))
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 #: The code location of ``workspace.yaml`` (its one repository is the ``Definitions``).
@@ -234,20 +270,29 @@ def follow_chain(
     on_progress: Callable[[str], None] = print,
     stall_seconds: float = 120,
     timeout: float = 3600,
+    each_poll: Callable[[], None] = lambda: None,
 ) -> ChainOutcome:
     """Watch the chain the sensors drive until it is done, a run fails, or nothing moves for a while.
 
-    Only runs created after ``since`` count. "Stalled" means no run is queued or
-    running and no file is pending, yet some stream is behind (e.g. a sensor is
-    stopped, or the parent for this N already failed and awaits a repair).
+    Only runs created after ``since`` count. A failed run that run retries will relaunch
+    (``dagster/will_retry``) is not the end: its retry is one of the runs. "Stalled" means no run
+    is queued or running and no file is pending, yet some stream is behind (e.g. a sensor is
+    stopped, or the parent for this N already failed and awaits a repair). ``each_poll`` is called
+    on every look (``margin-pipeline run`` restarts its daemon there if it died).
     """
     deadline = time.monotonic() + timeout
     idle_since: float | None = None
     last = ""
     while True:
+        each_poll()
         runs = list(reversed(instance.get_runs(filters=dg.RunsFilter(created_after=_utc(since)))))
         # Statuses come from the run records; event logs are read only once the outcome is known.
-        failed = [r for r in runs if r.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+        failed = [
+            r
+            for r in runs
+            if r.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+            and r.tags.get(WILL_RETRY_TAG) != "true"
+        ]
         active = [r for r in runs if r.status not in FINISHED_STATUSES]
         if failed:
             first = report(instance, failed[0].run_id)

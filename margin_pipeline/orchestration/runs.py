@@ -46,6 +46,8 @@ class RunReport:
 
 #: Set by Dagster's run retries on a failed run once its retry is launched: the retry's run id.
 AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"
+#: Set by Dagster's run retries on a failed run: "true" when a retry will be (or was) launched.
+WILL_RETRY_TAG = "dagster/will_retry"
 #: How long a failed run may wait for run retries to launch its retry before it counts as final.
 RETRY_LAUNCH_SECONDS = 120.0
 

@@ -40,6 +40,7 @@ from margin_pipeline.orchestration.drive import (
     LOCATION,
     REPOSITORY,
     daemon,
+    daemon_processes,
     follow_chain,
     graphql,
     launch,
@@ -551,6 +552,24 @@ def processes_of(home: Path) -> list[int]:
     return found
 
 
+CLI_RUN = [str(REPO_ROOT / ".venv" / "bin" / "margin-pipeline"), "run"]
+
+
+def run_until_a_child_starts(home: Path, env: dict[str, str], out: Any) -> subprocess.Popen:
+    """``margin-pipeline run`` started in the background (its output to ``out``), returned once the
+    parent's settlement child is running."""
+    process = subprocess.Popen(CLI_RUN, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, "no child run started"
+        if (home / "dagster.yaml").exists():
+            with _instance(home) as instance:
+                running = dg.RunsFilter(job_name="settlement_stream", statuses=[dg.DagsterRunStatus.STARTED])
+                if instance.get_runs(filters=running):
+                    return process
+        time.sleep(0.5)
+
+
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the dead-worker check reads /proc (Linux)")
 def test_every_process_killed_mid_chain_then_run_again_finishes_it(
     uninterrupted: Uninterrupted,
@@ -579,24 +598,8 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's dagster.yaml reads both
     monkeypatch.setenv(POSTGRES_URL_ENV, url)
-    cli = [str(REPO_ROOT / ".venv" / "bin" / "margin-pipeline"), "run"]
-    first = subprocess.Popen(
-        cli, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    first = run_until_a_child_starts(home, env, subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert first.poll() is None and time.monotonic() < deadline, "no child run started"
-            if (home / "dagster.yaml").exists():
-                with _instance(home) as instance:
-                    started = instance.get_runs(
-                        filters=dg.RunsFilter(
-                            job_name="settlement_stream", statuses=[dg.DagsterRunStatus.STARTED]
-                        )
-                    )
-                    if started:
-                        break
-            time.sleep(0.5)
         for pid in processes_of(home):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -605,7 +608,7 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
             stuck = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
             assert {r.job_name for r in stuck} >= {"margin_job_of_jobs", "settlement_stream"}
 
-        again = subprocess.run(cli, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+        again = subprocess.run(CLI_RUN, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
         assert again.returncode == 0, f"{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
         assert "dagster-daemon: started for this run" in again.stdout
         assert again.stdout.count("recovered: run worker process") >= 2, again.stdout[:3000]
@@ -620,6 +623,46 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
         for name, spec in OUTPUTS.items():
             assert_same_rows(rows_by_key(store, spec), rows_by_key(reference, spec), name)
     finally:
+        for pid in processes_of(home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="finding the daemon reads /proc (Linux)")
+def test_the_daemon_killed_while_a_child_runs_is_started_again_and_the_chain_finishes(
+    uninterrupted: Uninterrupted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the daemon dies (SIGKILL: the OOM killer's way) while the children run: its sensors and
+    run queue stop, the parent's next child would wait in the queue for ever. ``margin-pipeline run``
+    notices its daemon has exited, starts it again, fails what the dead one left without a worker,
+    and the chain finishes with the uninterrupted chain's tables, in the same command."""
+    root = tmp_path / "daemon_killed"
+    data_root = DataRoot(root=str(root))
+    generate_history(data_root.landing, SCENARIO)
+    home = root / "dagster"
+    env = {**os.environ, ROOT_ENV: str(root), "DAGSTER_HOME": str(home), "RUST_LOG": "error"}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    env.pop(POSTGRES_URL_ENV, None)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    output = tmp_path / "run.out"
+    with output.open("w") as out:
+        command = run_until_a_child_starts(home, env, out)
+    try:
+        (pid,) = daemon_processes(str(home)) or []
+        os.kill(pid, signal.SIGKILL)
+        assert command.wait(timeout=400) == 0, output.read_text()[-4000:]
+        printed = output.read_text()
+        assert "dagster-daemon exited (status -9): started again" in printed, printed[-4000:]
+        assert "every stream and hh_margin reflect substrate version 1" in printed
+        with _instance(home) as instance:
+            live = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+            assert not instance.get_runs(filters=dg.RunsFilter(statuses=live))
+        store = DeltaRsStore(lake_root=str(data_root.lake))
+        reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
+        for name, spec in OUTPUTS.items():
+            assert_same_rows(rows_by_key(store, spec), rows_by_key(reference, spec), name)
+    finally:
+        command.kill()
         for pid in processes_of(home):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
