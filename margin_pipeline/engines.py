@@ -108,6 +108,9 @@ class SailServer:
 
     def _start(self) -> None:
         os.environ.setdefault("RUST_LOG", "error")  # else Sail logs each session, and each hint it ignores
+        # Sail ends a session idle for 120 s ("session ... is not running"); a process may hold its
+        # session longer than that between queries (the test run does, across the orchestration tests).
+        os.environ.setdefault(SESSION_TIMEOUT_ENV, str(SESSION_TIMEOUT_SECONDS))
         from pysail.spark import SparkConnectServer
 
         try:
@@ -128,6 +131,10 @@ class SailServer:
                 self._server.stop()
             self._server = None
 
+
+#: Sail's setting (from the environment) of how long an idle session lives, and ours: an hour.
+SESSION_TIMEOUT_ENV = "SAIL_SPARK__SESSION_TIMEOUT_SECS"
+SESSION_TIMEOUT_SECONDS = 3600
 
 #: This process's own server, for a run that finds no shared one.
 _PROCESS_SERVER = SailServer()
