@@ -56,9 +56,10 @@ def failure_alert(instance: dg.DagsterInstance, run_id: str) -> Alert | None:
     cause = failed[0] if failed else run
     if failed:
         stream = _stream_of(instance, cause)
+    overran = _overran(instance, cause.run_id)
     kind = (
         "sla"
-        if "maximum runtime" in run.error
+        if overran
         else "check"
         if cause.failed_checks
         else "stream"
@@ -66,6 +67,8 @@ def failure_alert(instance: dg.DagsterInstance, run_id: str) -> Alert | None:
         else "orchestration"
     )
     lines = [f"{run.job} run {run_id} {run.status.lower()}: {run.error}"]
+    if overran:
+        lines.append(f"stopped by run monitoring: {overran}")
     lines += [
         f"  child {c.job} run {c.run_id}: {c.status.lower()}{': ' + c.error if c.error else ''}"
         for c in children
@@ -73,7 +76,7 @@ def failure_alert(instance: dg.DagsterInstance, run_id: str) -> Alert | None:
     if cause.failed_checks:
         lines.append(f"failed checks: {', '.join(cause.failed_checks)}")
     title = (
-        f"{cause.job} failed"
+        f"{cause.job} {'stopped: over its maximum runtime' if overran else 'failed'}"
         + (f" (blocking check {', '.join(cause.failed_checks)})" if cause.failed_checks else "")
         + (f" in {run.job}" if failed else "")
     )
@@ -93,6 +96,16 @@ def failure_alert(instance: dg.DagsterInstance, run_id: str) -> Alert | None:
             "children": {c.job: {"run_id": c.run_id, "status": c.status, "error": c.error} for c in children},
         },
     )
+
+
+def _overran(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Run monitoring's message if it stopped ``run_id`` for exceeding its ``dagster/max_runtime``
+    (the run's own error is then whatever its interrupted step raised)."""
+    for kind in (dg.DagsterEventType.RUN_CANCELING, dg.DagsterEventType.RUN_FAILURE):
+        for entry in instance.all_logs(run_id, of_type=kind):
+            if "maximum runtime" in (entry.message or ""):
+                return entry.message
+    return None
 
 
 def _stream_of(instance: dg.DagsterInstance, run: RunReport) -> str:
