@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,16 @@ def rows_by_key(store: DeltaRsStore, spec) -> dict[tuple, dict[str, Any]]:
     return {tuple(r[k] for k in spec.key): r for r in store.read_arrow(spec).to_pylist()}
 
 
+def rows_doubled(store: DeltaRsStore, spec) -> int:
+    """Rows of ``spec``'s table beyond one per key (0: no key is held twice)."""
+    if store.version(spec) is None:
+        return 0
+    table = store.read_arrow(spec)
+    return table.num_rows - len(
+        {tuple(r[k] for k in spec.key) for r in table.select(list(spec.key)).to_pylist()}
+    )
+
+
 def assert_same_rows(actual: dict[tuple, dict], expected: dict[tuple, dict], name: str) -> None:
     """Same keys, same values; doubles equal to 1e-6 (summation order may differ between runs).
 
@@ -91,4 +102,30 @@ def deployment(root: Path, scenario: Scenario = SMALL_SCENARIO) -> DeltaRsStore:
     store = DeltaRsStore(lake_root=str(data_root.lake))
     ingest(data_root, store, pending_files(data_root))
     record_substrate_version(store, "test")
+    return store
+
+
+def full_recompute(
+    lake: Path, into: Path, engine: SparkEngine | None = None, substrate_version: int | None = None
+) -> DeltaRsStore:
+    """Every stream output computed in full from a copy of ``lake``'s substrate (its tables and
+    recorded versions, nothing a stream wrote) under ``into``, at ``substrate_version`` (default: the
+    latest recorded): the reference incremental runs must equal."""
+    from margin_pipeline.defs.streams.assets import run_config
+    from margin_pipeline.streams.registry import STREAMS
+
+    shutil.copytree(lake / "substrate", into / "substrate")
+    shutil.copytree(lake / "control" / "substrate_versions", into / "control" / "substrate_versions")
+    store = DeltaRsStore(lake_root=str(into))
+    ops = {
+        node: config
+        for stream in STREAMS.values()
+        for node, config in run_config(stream, stream.profile(substrate_version=substrate_version))[
+            "ops"
+        ].items()
+    }
+    result = dg.materialize(
+        stream_assets(), resources=stream_resources(store, engine), run_config={"ops": ops}
+    )
+    assert result.success
     return store

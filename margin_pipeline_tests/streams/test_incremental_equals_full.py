@@ -46,7 +46,7 @@ from margin_pipeline.streams.shared.watermarks import OUTPUT_PREFIX, STREAM_WATE
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history
-from margin_pipeline_tests.helpers import assert_same_rows, rows_by_key, stream_resources
+from margin_pipeline_tests.helpers import assert_same_rows, full_recompute, rows_by_key, stream_resources
 
 hh_margin_asset = ASSETS["hh_margin"]
 hh_revenue_asset = ASSETS["hh_revenue"]
@@ -192,13 +192,7 @@ def test_incremental_equals_full_recompute(case: int, tmp_path: Path, spark) -> 
     assert corrections >= 3
     assert rows_by_key(store, MARGIN_BRIDGE), "the scenario should move some monthly margin"
 
-    full_lake = tmp_path / "full" / "lake"
-    shutil.copytree(root.lake / "substrate", full_lake / "substrate")
-    shutil.copytree(
-        root.lake / "control" / "substrate_versions", full_lake / "control" / "substrate_versions"
-    )
-    full = DeltaRsStore(lake_root=str(full_lake))
-    run_streams(full)
+    full = full_recompute(root.lake, tmp_path / "full" / "lake")
 
     for name in OUTPUTS:
         assert_same_rows(snapshot(store, name), snapshot(full, name), name)
