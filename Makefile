@@ -23,16 +23,12 @@ demo: install
 	$(BIN)/margin-pipeline generate --meters 200 --days 30 --seed 7
 	$(BIN)/margin-pipeline run
 
-# The suite runs on the embedded engine (Sail). One seed of the property test (incremental equals a
-# full recompute) runs on local Spark too, where Java is installed: what clusters run must agree.
-# (In its own process: run inside the suite, the tests after it found its Sail session ended.)
-SPARK_SEED := margin_pipeline_tests/streams/test_incremental_equals_full.py::test_incremental_equals_full_recompute[0]
+# The suite runs on the embedded engine (Sail), on two workers, each taking one test file at a
+# time, files with end-to-end tests first (margin_pipeline_tests/conftest.py). One seed of the property test
+# (incremental equals a full recompute) also runs on local Spark where Java is installed, in a
+# pytest of its own (test_engines.py): what clusters run must agree.
 test: install
-	@if command -v java >/dev/null; then \
-	  echo "property test, seed 0, on local Spark (MARGIN_PIPELINE_ENGINE=spark)"; \
-	  MARGIN_PIPELINE_ENGINE=spark $(BIN)/python -m pytest -q -p no:cacheprovider "$(SPARK_SEED)" || exit $$?; \
-	else echo "no java: the spark seed of the property test is not run (the suite needs no Java)"; fi
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check margin_pipeline margin_pipeline_tests benchmarks

@@ -26,7 +26,7 @@ from margin_pipeline.engines import (
     engine_from_env,
 )
 from margin_pipeline.java import java_version
-from margin_pipeline.settings import ROOT_ENV
+from margin_pipeline.settings import REPO_ROOT, ROOT_ENV
 from margin_pipeline_tests.helpers import (
     STREAM_OUTPUTS,
     assert_same_rows,
@@ -71,6 +71,30 @@ def test_sail_and_spark_publish_the_same_tables(tmp_path: Path, engine: SparkEng
         mine, theirs = rows_by_key(here, spec), rows_by_key(there, spec)
         assert mine, f"{name}: the comparison is over published rows"
         assert_same_rows(theirs, mine, f"{name} on {other} vs {engine.engine}")
+
+
+#: The property test's seed that also runs on local Spark, what Databricks clusters run.
+SPARK_SEED = (
+    "margin_pipeline_tests/streams/test_incremental_equals_full.py::test_incremental_equals_full_recompute[0]"
+)
+
+
+@pytest.mark.slow
+def test_incremental_equals_full_on_local_spark_too(engine: SparkEngine) -> None:
+    """One seed of the property test (incremental equals a full recompute) on local Spark: a pytest of
+    its own, since a process holds one kind of Spark session."""
+    if engine.engine == "spark":
+        pytest.skip("this test run is on local Spark already: the property test itself runs on it")
+    if java_version() is None:
+        pytest.skip("local Spark needs Java 17+ (the embedded engine does not)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env[ENGINE_ENV] = "spark"
+    env.pop(REMOTE_ENV, None)
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)  # set by this process's own Connect session
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SPARK_SEED]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    assert "1 passed" in done.stdout, done.stdout[-2000:]
 
 
 def test_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
