@@ -20,18 +20,6 @@ from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline_tests.helpers import stream_resources
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with end-to-end (``slow``) tests first, each file's tests kept together and in order.
-
-    ``make test`` runs the suite on two workers that each take one file at a time (``--dist
-    loadfile``, in this order): the long files started first let both workers finish together,
-    instead of one long file running alone at the end."""
-    files = list(dict.fromkeys(item.path for item in items))
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    rank = {path: (path not in slow, position) for position, path in enumerate(files)}
-    items.sort(key=lambda item: rank[item.path])
-
-
 @pytest.fixture
 def data_root(tmp_path: Path) -> DataRoot:
     return DataRoot(root=str(tmp_path / "margin"))
