@@ -169,7 +169,7 @@ def _run(root: Path) -> int:
     from margin_pipeline.engines import shared_engine
     from margin_pipeline.orchestration.drive import chain_state, daemon, follow_chain, launch
     from margin_pipeline.orchestration.runs import PARENT_JOB
-    from margin_pipeline.orchestration.workers import fail_dead_runs
+    from margin_pipeline.orchestration.workers import fail_dead_runs, free_slots_of_ended_runs
 
     data_root = DataRoot(root=str(root))
     instance = dg.DagsterInstance.get()
@@ -191,8 +191,12 @@ def _run(root: Path) -> int:
             # Runs of a crashed daemon hold their slots. Checked only when the daemon (whose run launcher
             # starts the workers on this machine) is ours; a running daemon's dead_run_sensor does it.
             # None was alive before `until`: a run still STARTING from before then will get no worker.
-            for dead in fail_dead_runs(instance, launched_before=until) if served.started else []:
+            if not served.started:
+                return
+            for dead in fail_dead_runs(instance, launched_before=until):
                 print(f"recovered: {dead.describe()}")
+            for run_id in free_slots_of_ended_runs(instance):
+                print(f"recovered: the concurrency slots of ended run {run_id} (no process of it is alive)")
 
         def keep_daemon() -> None:
             found_dead = time.time()

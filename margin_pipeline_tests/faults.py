@@ -41,7 +41,7 @@ from margin_pipeline.streams.settlement import output as settlement_output
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
-from margin_pipeline_tests.helpers import csv, rows_by_key, stream_resources
+from margin_pipeline_tests.helpers import csv, differences, rows_by_key, stream_resources
 
 settlement_cost_hh = ASSETS["settlement_cost_hh"]
 settlement_stream = JOBS["settlement"]
@@ -133,18 +133,6 @@ class FaultResult:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def compare(actual: dict[tuple, dict], expected: dict[tuple, dict]) -> tuple[int, int]:
-    """(keys missing or with other values, keys in excess) of ``actual`` against ``expected``."""
-    lost = sum(1 for k, v in expected.items() if k not in actual or not _same(actual[k], v))
-    return lost, len(set(actual) - set(expected))
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(
-        abs(a[c] - b[c]) <= 1e-6 if isinstance(b[c], float) and a[c] is not None else a[c] == b[c] for c in b
-    )
-
-
 def expected_rows(workdir: Path) -> dict[tuple, dict]:
     """The uninterrupted run: history, restatement, one run each."""
     lake = Lake.at(workdir / "uninterrupted")
@@ -192,7 +180,7 @@ def sigkill_mid_write(workdir: Path, expected: dict[tuple, dict]) -> FaultResult
     result = refresh(lake)
     meta = result.asset_materializations_for_node(NODE)[0].metadata if result.success else {}
     rolled_back = meta["rollback"].value if "rollback" in meta else []
-    lost, doubled = compare(lake.rows(), expected)
+    lost, doubled = map(len, differences(lake.rows(), expected))
     return FaultResult(
         "sigkill_mid_write",
         "SIGKILL of the run process after the output MERGE, before the watermark commit",
@@ -249,7 +237,7 @@ def commit_conflict_retried(workdir: Path, expected: dict[tuple, dict]) -> Fault
     with patched(DeltaRsStore, "merge", conflicting):
         result = refresh(lake)
     retries = steps_retried(result)
-    lost, doubled = compare(lake.rows(), expected)
+    lost, doubled = map(len, differences(lake.rows(), expected))
     return FaultResult(
         "commit_conflict_retried",
         "CommitFailedError raised once by the output MERGE",
@@ -280,7 +268,7 @@ def deterministic_error_not_retried(workdir: Path, expected: dict[tuple, dict]) 
     retries = steps_retried(failed)
     untouched = lake.rows() == rows_before and read_watermarks(lake.store, STREAM).versions == marks
     recovered = refresh(lake)
-    lost, doubled = compare(lake.rows(), expected)
+    lost, doubled = map(len, differences(lake.rows(), expected))
     return FaultResult(
         "deterministic_error_not_retried",
         "ValueError raised by the plan",
@@ -340,7 +328,7 @@ def blocking_check_rolls_back(workdir: Path, expected: dict[tuple, dict]) -> Fau
     alerts = [json.loads(line) for line in sink.read_text().splitlines()] if sink.exists() else []
     named = len(alerts) == 1 and alerts[0]["stream"] == STREAM and "known_meters" in alerts[0]["title"]
     recovered = refresh(lake)
-    lost, doubled = compare(lake.rows(), expected)
+    lost, doubled = map(len, differences(lake.rows(), expected))
     return FaultResult(
         "blocking_check_rolls_back",
         "a plan bug that costs an unknown meter (check known_meters fails after the write)",
@@ -390,7 +378,7 @@ def malformed_files_quarantined(workdir: Path, expected: dict[tuple, dict]) -> F
             wrong.append(f"{case}: {error.get('rule')}@{error.get('line')} (expected {rule}@{line})")
     applied = sorted(Path(f.file).name for f in report.files if f.rejection is None)
     result = refresh(lake)
-    lost, doubled = compare(lake.rows(), expected)
+    lost, doubled = map(len, differences(lake.rows(), expected))
     return FaultResult(
         "malformed_files_quarantined",
         f"{len(REJECTIONS)} malformed files (one per contract rule case) in one batch with the valid ones",

@@ -59,25 +59,33 @@ def rows_doubled(store: DeltaRsStore, spec) -> int:
     )
 
 
-def assert_same_rows(actual: dict[tuple, dict], expected: dict[tuple, dict], name: str) -> None:
-    """Same keys, same values; doubles equal to 1e-6 (summation order may differ between runs).
+def differences(actual: dict[tuple, dict], expected: dict[tuple, dict]) -> tuple[list[tuple], list[tuple]]:
+    """``(lost, excess)``: the keys of ``expected`` that ``actual`` lacks or holds with other values,
+    and the keys only ``actual`` has. Doubles are equal to 1e-6 (summation order may differ between
+    runs). The day ledger's tallied-through versions say how a row was computed, not what it is (a
+    full rebuild records the pinned version, an incremental run the last commit it added): not
+    compared."""
+    lost = [key for key, row in expected.items() if key not in actual or not _same(actual[key], row)]
+    return lost, [key for key in actual if key not in expected]
 
-    The day ledger's tallied-through versions say how a row was computed, not what it is: a full
-    rebuild records the pinned version, an incremental run the last commit it added. Not compared.
-    """
-    assert actual.keys() == expected.keys(), (
-        f"{name}: keys only in actual {sorted(actual.keys() - expected.keys())[:3]}, "
-        f"only in expected {sorted(expected.keys() - actual.keys())[:3]}"
+
+def _same(actual: dict[str, Any], expected: dict[str, Any]) -> bool:
+    def equal(a: Any, b: Any) -> bool:
+        return abs(a - b) <= 1e-6 if isinstance(a, float) and isinstance(b, float) else a == b
+
+    return actual.keys() == expected.keys() and all(
+        column in THROUGH or equal(actual[column], value) for column, value in expected.items()
     )
-    for key, row in actual.items():
-        for column, value in row.items():
-            if column in THROUGH:
-                continue
-            other = expected[key][column]
-            if isinstance(value, float) and isinstance(other, float):
-                assert abs(value - other) <= 1e-6, (name, key, column, value, other)
-            else:
-                assert value == other, (name, key, column, value, other)
+
+
+def assert_same_rows(actual: dict[tuple, dict], expected: dict[tuple, dict], name: str) -> None:
+    """Same keys, same values (:func:`differences`)."""
+    lost, excess = differences(actual, expected)
+    assert not lost and not excess, (
+        f"{name}: {len(lost)} rows missing or different, {len(excess)} in excess; first "
+        f"(key, actual, expected): {[(k, actual.get(k), expected[k]) for k in lost[:2]]}, "
+        f"first in excess: {excess[:3]}"
+    )
 
 
 def stream_resources(store: DeltaRsStore, engine: SparkEngine | None = None) -> dict[str, Any]:

@@ -9,9 +9,16 @@ This module is the project's own check. A run worker's first event is written fr
 process and names its pid: "Started process for run (pid: N)" (an engine event, while the run is
 still ``STARTING``), then ``RUN_START``. A ``STARTING`` or ``STARTED`` run is dead when that pid is
 no longer a process, or is a process started after the event (the pid was reused). Such a run is
-reported failed with a message that names the pid, and run monitoring then frees its slots. The
-check needs ``/proc`` (Linux) and runs where the workers run (the daemon's machine, which is where
-the default run launcher starts them); elsewhere it finds nothing.
+reported failed with a message that names the pid. The check needs ``/proc`` (Linux) and runs where
+the workers run (the daemon's machine, which is where the default run launcher starts them);
+elsewhere it finds nothing.
+
+A run that ended while holding concurrency slots (a killed worker, reported failed by its code
+server or by this check) keeps them until run monitoring frees them, ``free_slots_after_run_end_seconds``
+(300 s) after it ended, because a step of an ended run may still be running in a process of its
+own. Meanwhile the run that run retries launched in its place waits in the queue. ``free_slots_of_ended_runs``
+frees them at once when every process that ran the run (its worker, and each step's process) is
+gone: nothing of it can still be running.
 
 A ``STARTING`` run with no worker event yet has no pid to check. While a daemon lives that is a
 slow start, Dagster's run monitoring's (``start_timeout_seconds``). But a run that went
@@ -32,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+from margin_pipeline.orchestration.runs import FINISHED_STATUSES
 
 PROC = Path("/proc")
 #: A worker process started up to this long after its RUN_START (clock granularity) is still its own.
@@ -87,7 +96,7 @@ def dead_runs(instance: dg.DagsterInstance, launched_before: float | None = None
     dead = []
     live = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=live)):
-        worker = _worker(instance, run.run_id)
+        worker = worker_of(instance, run.run_id)
         if worker is not None:
             pid, started_at = worker
             if not worker_alive(pid, started_at):
@@ -99,7 +108,7 @@ def dead_runs(instance: dg.DagsterInstance, launched_before: float | None = None
     return dead
 
 
-def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+def worker_of(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """The pid of a run's worker and the time of its first event, or None: no worker wrote one yet."""
     start = _first(instance, run_id, dg.DagsterEventType.RUN_START)
     if start is not None and start.dagster_event is not None and start.dagster_event.pid is not None:
@@ -133,3 +142,42 @@ def fail_dead_runs(
         if log is not None:
             log.warning(run.describe())
     return dead
+
+
+def free_slots_of_ended_runs(instance: dg.DagsterInstance, log: Any = None) -> list[str]:
+    """Free the concurrency slots still held by ended runs none of whose processes is alive (their
+    worker, and the process of each step that started); returns those runs' ids. Ended runs with a
+    process still alive are left to run monitoring. None where ``/proc`` is not there."""
+    storage = instance.event_log_storage
+    if not (PROC / "stat").exists() or not storage.supports_global_concurrency_limits:
+        return []
+    holding = storage.get_concurrency_run_ids()
+    if not holding:
+        return []
+    ended = instance.get_runs(
+        filters=dg.RunsFilter(run_ids=sorted(holding), statuses=list(FINISHED_STATUSES))
+    )
+    freed = []
+    for run in ended:
+        if not any(worker_alive(pid, at) for pid, at in _processes(instance, run.run_id).items()):
+            storage.free_concurrency_slots_for_run(run.run_id)
+            freed.append(run.run_id)
+            if log is not None:
+                log.info(
+                    f"freed the concurrency slots of {run.job_name} run {run.run_id} ({run.status.value}): "
+                    "no process of it is alive"
+                )
+    return freed
+
+
+def _processes(instance: dg.DagsterInstance, run_id: str) -> dict[int, float]:
+    """Every process that ran ``run_id`` (its worker, each step's), with the time of its first event."""
+    found: dict[int, float] = {}
+    worker = worker_of(instance, run_id)
+    if worker is not None:
+        found[worker[0]] = worker[1]
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.pid is not None:
+            found.setdefault(event.pid, record.event_log_entry.timestamp)
+    return found

@@ -56,16 +56,22 @@ from margin_pipeline.orchestration.runs import (
     RunReport,
     report,
 )
+from margin_pipeline.orchestration.workers import process_started_at, worker_of
 from margin_pipeline.settings import POSTGRES_URL_ENV, REPO_ROOT, ROOT_ENV, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.monthly.tables import DAY_LEDGER, THROUGH
+from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history, generate_next_day
 from margin_pipeline.synthetic.generator import state_path
-from margin_pipeline_tests.faults import compare
-from margin_pipeline_tests.helpers import assert_same_rows, full_recompute, rows_by_key, rows_doubled
+from margin_pipeline_tests.helpers import (
+    assert_same_rows,
+    differences,
+    full_recompute,
+    rows_by_key,
+    rows_doubled,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -95,13 +101,9 @@ def survival() -> Iterator[Survival]:
         tables: dict[str, Any] = OUTPUTS,
     ) -> None:
         lost = doubled = 0
-
-        def rows(of: DeltaRsStore, spec: Any) -> dict[tuple, dict]:  # as assert_same_rows compares them
-            return {k: {c: r[c] for c in r if c not in THROUGH} for k, r in rows_by_key(of, spec).items()}
-
         for spec in tables.values():
-            missing, excess = compare(rows(store, spec), rows(reference, spec))
-            lost, doubled = lost + missing, doubled + excess + rows_doubled(store, spec)
+            missing, excess = differences(rows_by_key(store, spec), rows_by_key(reference, spec))
+            lost, doubled = lost + len(missing), doubled + len(excess) + rows_doubled(store, spec)
         records.append(
             {
                 "fault": fault,
@@ -151,7 +153,10 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str
 class EngineLink:
     """A TCP relay between the runs and the engine server that can be made to hang: while
     :attr:`hung` is set it forwards nothing (an engine, or the network to it, that stopped
-    answering), so a run waits on its engine without holding any lock of Dagster's."""
+    answering), so a run waits on its engine without holding any lock of Dagster's. A connection
+    that stalled is reset when the hang ends, as a network that heals resets one: the engine never
+    gets the half-sent request of a client long gone (Sail's graceful stop then waited minutes for
+    it)."""
 
     def __init__(self) -> None:
         self.hung = threading.Event()
@@ -167,13 +172,13 @@ class EngineLink:
         threading.Thread(target=self._accept, args=((target.hostname, target.port),), daemon=True).start()
         try:
             yield
-        finally:  # closes every relayed connection: a held one would keep the engine from stopping
+        finally:  # ends every relayed connection: a held one would keep the engine from stopping
             os.environ[REMOTE_ENV] = previous
             self.hung.clear()
-            self._listener.close()
-            for connection in self._relayed:
-                with contextlib.suppress(OSError):
-                    connection.close()
+            for end in (self._listener, *self._relayed):
+                with contextlib.suppress(OSError):  # shutdown wakes a thread blocked on it; close does not
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
 
     def _accept(self, target: tuple[str | None, int | None]) -> None:
         with contextlib.suppress(OSError):
@@ -187,8 +192,12 @@ class EngineLink:
     def _relay(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError), source, sink:
             while data := source.recv(65536):
-                while self.hung.is_set() and self._listener.fileno() != -1:
-                    time.sleep(0.1)
+                if self.hung.is_set():  # a connection stalled this long is reset, not resumed, once it heals
+                    while self.hung.is_set() and self._listener.fileno() != -1:
+                        time.sleep(0.1)
+                    for end in (source, sink):
+                        end.shutdown(socket.SHUT_RDWR)
+                    return
                 sink.sendall(data)
 
 
@@ -670,16 +679,12 @@ QUICK_MONITORING = {
 
 
 def worker_pid(instance: dg.DagsterInstance, run_id: str, timeout: float = 300.0) -> int:
-    """The pid of ``run_id``'s run worker, as its RUN_START event names it (waits for the event)."""
+    """The pid of ``run_id``'s run worker, once it has written it (as ``dead_run_sensor`` finds it)."""
     deadline = time.monotonic() + timeout
-    while not (
-        starts := instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
-    ):
+    while (worker := worker_of(instance, run_id)) is None:
         assert time.monotonic() < deadline, f"run {run_id} never started"
         time.sleep(0.2)
-    event = starts[0].event_log_entry.dagster_event
-    assert event is not None and event.pid is not None
-    return event.pid
+    return worker[0]
 
 
 def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
@@ -712,7 +717,7 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
         assert any(f"exceeding maximum runtime of {MAX_RUNTIME} seconds" in m for m in messages), messages
         link.hung.clear()  # before run retries launch the run again
         deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists():  # Dagster's cancel reaches the hung call: the worker ends
+        while process_started_at(pid) is not None:  # Dagster's cancel reaches the hung call: the worker ends
             assert time.monotonic() < deadline, f"the hung run's worker {pid} is still alive"
             time.sleep(0.2)
 
@@ -754,6 +759,11 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
         assert dead.status == dg.DagsterRunStatus.FAILURE
         retry = dead.tags.get(AUTO_RETRY_RUN_TAG)
         assert retry in half_hourly and half_hourly[retry].status == dg.DagsterRunStatus.SUCCESS
+        # dead_run_sensor gave the dead run's pool slot back: its retry did not wait for run monitoring
+        ended, began = (instance.get_run_record_by_id(r) for r in (dead.run_id, retry))
+        assert ended is not None and began is not None and ended.end_time and began.start_time
+        slot_release = QUICK_MONITORING["run_monitoring"]["free_slots_after_run_end_seconds"]
+        assert began.start_time - ended.end_time < slot_release, (ended.end_time, began.start_time)
         assert "settlement_stream" not in {r.job_name for r in children}, "settlement had consumed N"
         outcome = follow_chain(instance, data_root, since, on_progress=lambda _: None)
         assert outcome.done, outcome.message

@@ -1,5 +1,6 @@
 """Runs whose worker is gone are found on a real instance: by the pid their worker wrote, and, for a
-run left ``STARTING`` by a daemon that is gone, by when it was launched."""
+run left ``STARTING`` by a daemon that is gone, by when it was launched. Ended runs give their
+concurrency slots back once no process of theirs is alive."""
 
 import os
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from margin_pipeline.orchestration.workers import dead_runs, fail_dead_runs
+from margin_pipeline.orchestration.workers import dead_runs, fail_dead_runs, free_slots_of_ended_runs
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the check reads /proc (Linux)")
 
@@ -67,3 +68,37 @@ def test_a_run_left_starting_before_the_daemon_died_is_failed_only_when_told_so(
         assert "no run worker started" in dead.describe()
         assert instance.get_run_by_id(starting).status == dg.DagsterRunStatus.FAILURE
         assert fail_dead_runs(instance, launched_before=time.time()) == []  # failed once
+
+
+def holding_a_slot(instance: dg.DagsterInstance, worker: int, step: int | None = None) -> str:
+    """A started run (worker ``worker``) whose step (in process ``step``, default the worker) holds the
+    one slot of pool ``settlement``, then reported failed as its code server reports a killed worker."""
+    run_id = run_at(instance, "PIPELINE_START", pid=worker)
+    start = dg.DagsterEvent(
+        event_type_value="STEP_START", job_name="stream", step_key="work", pid=step or worker
+    )
+    instance.report_dagster_event(start, run_id)
+    assert instance.event_log_storage.claim_concurrency_slot("settlement", run_id, "work").is_claimed
+    instance.report_run_failed(instance.get_run_by_id(run_id), message="terminated by signal 9")
+    return run_id
+
+
+def test_an_ended_run_gives_its_slots_back_only_once_no_process_of_it_is_alive() -> None:
+    """Run monitoring would hold them 300 s after the run ended (a step may outlive its worker)."""
+    pools = {"concurrency": {"pools": {"default_limit": 1}}}
+    with dg.instance_for_test(overrides=pools) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("settlement", 1)
+        alive = holding_a_slot(instance, worker=os.getpid())
+        assert free_slots_of_ended_runs(instance) == []
+        storage.free_concurrency_slots_for_run(alive)
+
+        step_alive = holding_a_slot(instance, worker=gone_pid(), step=os.getpid())
+        assert free_slots_of_ended_runs(instance) == []  # its step's process may still be writing
+        storage.free_concurrency_slots_for_run(step_alive)
+
+        gone = holding_a_slot(instance, worker=gone_pid(), step=gone_pid())
+        assert storage.get_concurrency_run_ids() == {gone}
+        assert free_slots_of_ended_runs(instance) == [gone]
+        assert storage.get_concurrency_run_ids() == set()
+        assert storage.get_concurrency_info("settlement").active_slot_count == 0

@@ -14,8 +14,8 @@ act on it:
 ``sla_sensor`` alerts once per (stream, N) when a stream has not consumed substrate version N
 within its freshness window (:func:`margin_pipeline.streams.progress.lagging`).
 ``dead_run_sensor`` fails every starting or started run whose worker process is gone (a killed worker, a
-machine that stopped), so its concurrency slots come back and the chain can go on
-(:mod:`margin_pipeline.orchestration.workers`).
+machine that stopped) and gives back at once the concurrency slots of ended runs none of whose
+processes is alive, so the chain can go on (:mod:`margin_pipeline.orchestration.workers`).
 ``run_log_sensor`` writes every finished run to ``control/pipeline_runs``
 (:mod:`margin_pipeline.operations.runlog`).
 """
@@ -34,7 +34,7 @@ from margin_pipeline.orchestration.runs import (
     RunReport,
     report,
 )
-from margin_pipeline.orchestration.workers import fail_dead_runs
+from margin_pipeline.orchestration.workers import fail_dead_runs, free_slots_of_ended_runs
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.progress import lagging
 from margin_pipeline.streams.registry import STREAMS
@@ -218,11 +218,12 @@ def run_log_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Fails every starting or started run whose run worker process is gone (killed, or its "
-    "machine stopped), naming the pid, so its concurrency slots come back; Dagster's run monitoring "
-    "cannot see a dead worker of the default run launcher.",
+    "machine stopped), naming the pid (Dagster's run monitoring cannot see a dead worker of the "
+    "default run launcher), and frees at once the concurrency slots of ended runs none of whose "
+    "processes is alive, so the run that replaces one does not wait for run monitoring's 300 s.",
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     dead = fail_dead_runs(context.instance, context.log)
-    if not dead:
-        return dg.SkipReason("every starting or started run's worker process is alive")
-    return dg.SkipReason("failed " + "; ".join(d.describe() for d in dead))
+    freed = free_slots_of_ended_runs(context.instance, context.log)
+    done = [f"failed {d.describe()}" for d in dead] + [f"freed the slots of ended run {r}" for r in freed]
+    return dg.SkipReason("; ".join(done) or "every starting or started run's worker process is alive")
