@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -91,6 +92,13 @@ def test_readme_commands_work_as_written(tmp_path: Path, monkeypatch: pytest.Mon
             repaired = shell([commands[0], reexecute[0].replace("RUN_ID", failed.run_id)], env)
             assert repaired.returncode == 0, f"{repaired.stdout[-3000:]}\n{repaired.stderr[-3000:]}"
             assert "SUCCESS" in repaired.stdout, repaired.stdout
+            # A run that only sets a bad file aside has done its work: it exits 0 as well.
+            bad = DataRoot(root=str(root)).landing / "prices" / "truncated.csv"
+            bad.write_text("not,the,prices,header\n", encoding="utf-8")
+            os.utime(bad, (time.time() - 60, time.time() - 60))  # handed over a minute ago: settled
+            quarantined = shell([commands[0], ".venv/bin/margin-pipeline run"], env)
+            assert quarantined.returncode == 0, f"{quarantined.stdout[-3000:]}\n{quarantined.stderr[-3000:]}"
+            assert (DataRoot(root=str(root)).quarantine / "prices" / "truncated.csv").exists()
         (again,) = instance.get_runs(
             filters=dg.RunsFilter(tags={"dagster/parent_run_id": failed.run_id}), limit=1
         )

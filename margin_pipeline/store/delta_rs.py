@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute
+import pyarrow.fs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -226,8 +227,17 @@ class DeltaRsStore(DeltaStore):
         return batches_to_spark(spark, spec.schema, batches)
 
     def _pruned(self, spec: TableSpec, version: int | None, where: str | None) -> Any:
-        """The files of ``spec`` at ``version`` that ``where`` keeps, as a pyarrow dataset."""
-        return self._existing(spec, version).to_pyarrow_dataset(file_pruning_predicate=where)
+        """The files of ``spec`` at ``version`` that ``where`` keeps, as a pyarrow dataset read
+        through Arrow's own filesystem for the table's location.
+
+        Not delta-rs's default, a Python filesystem handler that Arrow's I/O threads call back
+        into: a process that had read through it could abort as it exited ("terminate called
+        without an active exception", status 134; 7 of 200 runs of ``margin-pipeline summary``
+        under load, 0 of 200 with Arrow's filesystem: README, "Clean exits")."""
+        filesystem, path = pa.fs.FileSystem.from_uri(self.uri(spec))
+        return self._existing(spec, version).to_pyarrow_dataset(
+            file_pruning_predicate=where, filesystem=pa.fs.SubTreeFileSystem(path, filesystem)
+        )
 
     def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         changes = self.read_changes_arrow(spec, after, up_to)

@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs
 import pytest
 
 from margin_pipeline.engines import SparkEngine
@@ -205,3 +206,15 @@ def test_update_matching_sets_every_matching_row_from_its_source_row(impl: Delta
     assert impl.update_matching(SPEC, same, ("day",), {"kwh": "t.kwh * s.factor"}) == MergeOutcome(
         version=outcome.version
     )
+
+
+def test_delta_rs_reads_through_arrow_s_filesystem_not_a_python_handler(tmp_path: Path) -> None:
+    """delta-rs's default dataset reads through a Python filesystem handler that Arrow's I/O threads
+    call back into; a process that used it could abort at exit (status 134, README "Clean exits")."""
+    store = DeltaRsStore(lake_root=str(tmp_path / "lake"))
+    store.merge(SPEC, upsert(("a", D1, 1.0, None), ("b", D2, 2.0, "y")))
+    dataset = store._pruned(SPEC, None, "day = '2025-10-02'")
+    assert not isinstance(dataset.filesystem, pa.fs.PyFileSystem), dataset.filesystem
+    assert store.read_arrow(SPEC, where="day = '2025-10-02'").to_pylist() == [
+        {"meter": "b", "day": D2, "kwh": 2.0, "note": "y"}
+    ]
