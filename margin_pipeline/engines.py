@@ -28,6 +28,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlparse
@@ -125,11 +126,23 @@ class SailServer:
     def running(self) -> bool:
         return self._server is not None and self._server.running
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking connections (within ``timeout``) and let requests in flight end in the
+        background, without waiting for them: the server's threads end with the process.
+
+        Not pysail's ``stop()``, which also waits for every request in flight: one left by a run
+        worker killed mid-query (SIGKILL, the OOM killer) kept it waiting 3 to 15 minutes, and
+        ``margin-pipeline run`` with it. Releasing the server object closes its shutdown channel,
+        which starts the same graceful shutdown; nothing joins its thread."""
         with self._lock:
-            if self._server is not None and self._server.running:
-                self._server.stop()
-            self._server = None
+            server, self._server = self._server, None
+            if server is None or not server.running:
+                return
+            host, port = server.listening_address
+            del server  # the last reference: the native server is dropped here
+            deadline = time.monotonic() + timeout
+            while reachable(f"sc://{host}:{port}", timeout=0.5) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 #: Sail's setting (from the environment) of how long an idle session lives, and ours: an hour.

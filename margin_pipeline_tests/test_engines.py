@@ -24,6 +24,7 @@ from margin_pipeline.engines import (
     SailServer,
     SparkEngine,
     engine_from_env,
+    reachable,
 )
 from margin_pipeline.java import java_version
 from margin_pipeline.settings import REPO_ROOT, ROOT_ENV
@@ -117,6 +118,14 @@ def test_a_stopped_server_is_started_again_not_waited_on() -> None:
     assert server.running
     assert again == first, "restarted on the port its clients already know"
     server.stop()
+
+
+def test_a_stopped_server_takes_no_more_connections() -> None:
+    server = SailServer()
+    url = server.url()
+    assert reachable(url)
+    server.stop()
+    assert not server.running and not reachable(url)
 
 
 def test_a_session_whose_server_went_away_is_replaced(monkeypatch: pytest.MonkeyPatch, spark) -> None:
