@@ -696,9 +696,10 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
        90 min) hangs on its engine (which stops answering) and overruns it: run monitoring fails
        it (its step is interrupted), the operator gets one SLA alert, and once the engine answers
        again, the run that run retries launch in its place does its work;
-    2. then the parent's half_hourly child has its run worker SIGKILLed (the OOM killer's way):
-       ``dead_run_sensor`` fails it, run retries relaunch it, the parent follows the retry and the
-       chain finishes, alerting nobody.
+    2. then the parent's half_hourly child has its run worker SIGKILLed (the OOM killer's way) while
+       its step holds the stream's pool slot: its code server reports it failed, ``dead_run_sensor``
+       gives the slot back (run monitoring would hold it 300 s), run retries relaunch it, the parent
+       follows the retry and the chain finishes, alerting nobody.
 
     Each ends with the uninterrupted chain's rows, none twice."""
     root = tmp_path / "stopped"
@@ -749,6 +750,10 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
         while not (child := instance.get_runs(filters=running)):
             assert time.monotonic() < deadline, "the parent's half_hourly child never started"
             time.sleep(0.3)
+        pool = instance.event_log_storage.get_concurrency_info  # killed holding its stream's pool slot:
+        while child[0].run_id not in pool("half_hourly").active_run_ids:
+            assert time.monotonic() < deadline, "the half_hourly child never took its pool slot"
+            time.sleep(0.1)
         killed = time.time()
         os.kill(worker_pid(instance, child[0].run_id), signal.SIGKILL)
         (finished,) = wait_for_runs(instance, [parent])
