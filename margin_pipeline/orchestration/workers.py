@@ -67,7 +67,9 @@ class DeadRun:
 
 
 def process_started_at(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds), or None when there is no such process."""
+    """When process ``pid`` started (epoch seconds), or None when there is no such process or it
+    has ended: a zombie (killed, not yet reaped by its parent, or by init once its parent died too)
+    runs nothing."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
         boot = next(
@@ -78,6 +80,8 @@ def process_started_at(pid: int) -> float | None:
     except (OSError, StopIteration):
         return None
     fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    if fields[0] in ("Z", "X"):  # field 3 of stat(5), state: zombie, dead
+        return None
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat(5): starttime
 
 

@@ -54,6 +54,22 @@ def test_a_started_run_is_dead_once_its_worker_pid_is_gone() -> None:
         assert f"run worker process {failed.pid}" in failed.describe()
 
 
+def test_a_worker_killed_but_not_yet_reaped_is_gone() -> None:
+    """A SIGKILLed worker whose parent (the code server) died too waits for init to reap it: a
+    zombie, still in /proc, running nothing."""
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.01)
+    try:
+        with dg.instance_for_test() as instance:
+            dead = run_at(instance, "PIPELINE_START", pid=zombie.pid)
+            assert [d.run_id for d in dead_runs(instance)] == [dead]
+    finally:
+        zombie.wait()
+
+
 def test_a_run_left_starting_before_the_daemon_died_is_failed_only_when_told_so() -> None:
     """No worker wrote an event: with a daemon alive it is a slow start (left to run monitoring);
     launched before a moment when no daemon was alive, no worker will ever take it up."""
