@@ -55,31 +55,44 @@ def daemon_running(instance: dg.DagsterInstance) -> bool:
     return fresh
 
 
-def daemon_processes(home: str) -> list[int] | None:
-    """Pids of the ``dagster-daemon`` processes whose ``DAGSTER_HOME`` is ``home`` (``dagster dev``
-    runs one too); None where ``/proc`` cannot tell."""
+def processes_of(home: str) -> list[int] | None:
+    """Pids of every process whose ``DAGSTER_HOME`` is ``home`` (a CLI, its daemon, code servers,
+    run workers), this one aside; None where ``/proc`` cannot tell."""
     proc = Path("/proc")
     if not home or not (proc / "self" / "environ").exists():
         return None
     wanted = f"DAGSTER_HOME={home}".encode()
     found = []
     for entry in proc.iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            # `dagster-daemon run` (margin-pipeline run) or `python -m dagster._daemon run` (dagster dev)
-            named = (
-                any(part.endswith(b"dagster-daemon") for part in command[:2])
-                or b"dagster._daemon" in command[:3]
-            )
-            if not named or b"run" not in command:
-                continue
             if wanted in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(int(entry.name))
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+def daemon_processes(home: str) -> list[int] | None:
+    """Pids of the ``dagster-daemon`` processes whose ``DAGSTER_HOME`` is ``home`` (``dagster dev``
+    runs one too); None where ``/proc`` cannot tell."""
+    found = processes_of(home)
+    if found is None:
+        return None
+    daemons = []
+    for pid in found:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        # `dagster-daemon run` (margin-pipeline run) or `python -m dagster._daemon run` (dagster dev)
+        named = (
+            any(part.endswith(b"dagster-daemon") for part in command[:2]) or b"dagster._daemon" in command[:3]
+        )
+        if named and b"run" in command:
+            daemons.append(pid)
+    return daemons
 
 
 def _die_with_parent() -> None:

@@ -46,6 +46,7 @@ from margin_pipeline.orchestration.drive import (
     follow_chain,
     graphql,
     launch,
+    processes_of,
     reexecute_from_failure,
     wait_for_runs,
 )
@@ -825,18 +826,6 @@ def test_a_file_landing_while_the_parent_runs_for_n_is_n_plus_1_and_runs_after_i
         survival("a file lands while the parent runs for N", store, full, caught_up - landed)
 
 
-def processes_of(home: Path) -> list[int]:
-    """Every process whose ``DAGSTER_HOME`` is ``home``: the CLI, its daemon, code servers, run workers."""
-    wanted = f"DAGSTER_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if wanted in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-    return found
-
-
 CLI_RUN = [str(REPO_ROOT / ".venv" / "bin" / "margin-pipeline"), "run"]
 
 
@@ -887,7 +876,7 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
     first = run_until_a_child_starts(home, env, subprocess.DEVNULL)
     try:
         killed = time.time()
-        for pid in processes_of(home):
+        for pid in processes_of(str(home)) or []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         first.wait(timeout=30)
@@ -910,7 +899,7 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
         reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
         survival("every process SIGKILLed while children run; run again", store, reference, recovered)
     finally:
-        for pid in processes_of(home):
+        for pid in processes_of(str(home)) or []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -951,7 +940,7 @@ def test_the_daemon_killed_while_a_child_runs_is_started_again_and_the_chain_fin
         survival("the daemon SIGKILLed while a child runs", store, reference, recovered)
     finally:
         command.kill()
-        for pid in processes_of(home):
+        for pid in processes_of(str(home)) or []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
