@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.chain import CLI, REPO, timed
+from benchmarks.chain import REPO, cli_step
 from benchmarks.report import machine_info, print_table, timestamp, write_json
 
 
@@ -102,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data roots under {work}; output of every command in {log}", file=sys.stderr)
 
     def step(root: Path, *words: str) -> dict[str, Any]:
-        env = {**os.environ, "MARGIN_PIPELINE_ROOT": str(root), "MARGIN_PIPELINE_ENGINE": "sail"}
-        env.pop("MARGIN_PIPELINE_SPARK_REMOTE", None)
-        result = timed([CLI, *words], env, log)
-        if result["exit_code"] != 0:
-            raise SystemExit(f"{result['command']} ({root.name}) failed; see {log}")
-        return result
+        return cli_step(root, "sail", log, *words, quiet=True)
 
     first = ("generate", "--meters", str(args.meters), "--days", "1", "--seed", str(args.seed))
     for root in roots.values():

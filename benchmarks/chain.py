@@ -22,6 +22,7 @@ instance is read for each run of the day: its start and end, and the seconds the
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -85,6 +86,48 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
         "exit_code": code,
         "peak_rss_mb": round(peak, 1),
     }
+
+
+def cli_step(root: Path, engine: str, log: Path, *words: str, quiet: bool = False) -> dict[str, Any]:
+    """``margin-pipeline <words>`` on data root ``root`` and ``engine``, timed by :func:`timed`; exits
+    the benchmark if the command fails (its output is in ``log``)."""
+    env = {**os.environ, "MARGIN_PIPELINE_ROOT": str(root), "MARGIN_PIPELINE_ENGINE": engine}
+    env.pop("MARGIN_PIPELINE_SPARK_REMOTE", None)
+    result = timed([CLI, *words], env, log)
+    if not quiet:
+        print(f"  {result['command']}: {result['seconds']} s (exit {result['exit_code']})", file=sys.stderr)
+    if result["exit_code"] != 0:
+        raise SystemExit(f"{result['command']} ({root.name}) failed; see {log}")
+    return result
+
+
+#: The sensors that carry the chain: each hop waits for one of their ticks.
+CHAIN_SENSORS = ("landing_sensor", "substrate_sensor", "watermark_gate")
+
+
+def tick_spacing(root: Path, since: float) -> dict[str, dict[str, float]]:
+    """Per chain sensor, the seconds between consecutive ticks after ``since`` (median and longest):
+    how long a hop can wait for its sensor once the daemon runs."""
+    os.environ["DAGSTER_HOME"] = str(root / "dagster")
+    import statistics
+
+    import dagster as dg
+
+    spacing = {}
+    with dg.DagsterInstance.get() as instance:
+        for state in instance.all_instigator_state():
+            if state.instigator_name not in CHAIN_SENSORS:
+                continue
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since, limit=1000)
+            starts = sorted(t.timestamp for t in ticks)
+            gaps = [b - a for a, b in itertools.pairwise(starts)]
+            if gaps:
+                spacing[state.instigator_name] = {
+                    "ticks": len(starts),
+                    "median_s": round(statistics.median(gaps), 2),
+                    "longest_s": round(max(gaps), 2),
+                }
+    return spacing
 
 
 def day_runs(root: Path, since: float) -> list[dict[str, Any]]:
@@ -166,18 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or REPO / "benchmarks" / "results" / f"chain_{args.engine}.json"
     root = (args.workdir or Path(tempfile.mkdtemp(prefix="chain-"))).resolve()
-    env = {**os.environ, "MARGIN_PIPELINE_ROOT": str(root), "MARGIN_PIPELINE_ENGINE": args.engine}
-    env.pop("MARGIN_PIPELINE_SPARK_REMOTE", None)
     log = root.parent / f"{root.name}.log"
     root.mkdir(parents=True, exist_ok=True)
     print(f"data root {root}; output of every command in {log}", file=sys.stderr)
 
     def step(*words: str) -> dict[str, Any]:
-        result = timed([CLI, *words], env, log)
-        print(f"  {result['command']}: {result['seconds']} s (exit {result['exit_code']})", file=sys.stderr)
-        if result["exit_code"] != 0:
-            raise SystemExit(f"{result['command']} failed; see {log}")
-        return result
+        return cli_step(root, args.engine, log, *words)
 
     generate = step(
         "generate", "--meters", str(args.meters), "--days", str(args.days), "--seed", str(args.seed)
@@ -189,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     nothing = step("run")
     runs = day_runs(root, since)
     path = critical_path(runs, since, day["seconds"])
+    ticks = tick_spacing(root, since)
 
     payload = {
         "benchmark": "chain",
@@ -203,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "history_over_day": round(history["seconds"] / day["seconds"], 2),
         "day_runs": runs,
         "critical_path": path,
+        "sensor_ticks": ticks,
     }
     write_json(out, payload)
     print_table(
@@ -227,6 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         [("job", "run of the day", ""), ("seconds", "run s", ".1f"), ("work", "work s", ".1f")],
         f"critical path: gaps {path['gap_seconds']} s, work {path['work_seconds']} s, "
         f"overhead {path['overhead_seconds']} s ({path['overhead_pct']}% of {day['seconds']} s)",
+    )
+    print_table(
+        [{"sensor": name, **figures} for name, figures in ticks.items()],
+        [
+            ("sensor", "sensor (day run)", ""),
+            ("ticks", "ticks", "d"),
+            ("median_s", "median s apart", ".1f"),
+            ("longest_s", "longest s apart", ".1f"),
+        ],
+        "the chain sensors' ticks during the day's run (each hop waits for one)",
     )
     print(f"record: {out}")
     return 0

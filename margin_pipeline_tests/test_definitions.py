@@ -41,6 +41,21 @@ def test_sensors_target_their_jobs_and_start_running() -> None:
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
+#: The sensor daemon starts a loop over its sensors every 5 s at the most often (Dagster's own pace).
+DAEMON_LOOP_SECONDS = 5
+
+
+def test_the_sensors_that_carry_the_chain_are_due_on_every_daemon_loop() -> None:
+    """A sensor's interval is counted from its last tick's start, and within a loop the daemon evaluates
+    sensors one after another: an interval of one loop (5 s) is not yet over at the next loop whenever
+    the last tick started later in its loop, so the sensor waits a loop more (ticks 10 s apart, each
+    hop of the chain up to 10 s late). Due on every loop needs an interval shorter than a loop by more
+    than the loop's own jitter."""
+    for name in ("landing_sensor", "substrate_sensor", "watermark_gate"):
+        interval = defs.resolve_sensor_def(name).minimum_interval_seconds
+        assert interval is not None and interval <= DAEMON_LOOP_SECONDS / 2, (name, interval)
+
+
 def test_parent_graph_runs_two_streams_side_by_side_then_monthly() -> None:
     job = defs.resolve_job_def("margin_job_of_jobs")
     deps = job.graph.dependency_structure

@@ -10,10 +10,17 @@ from margin_pipeline.defs.ingest import assets as ingest
 from margin_pipeline.settings import DataRoot
 from margin_pipeline.substrate.ingest import SETTLE_SECONDS, drop_key, pending_files, settled
 
+#: ``minimum_interval_seconds`` of the sensors that carry the chain (this one, ``substrate_sensor``,
+#: ``watermark_gate``): due on every loop of the sensor daemon, which evaluates its sensors one after
+#: another and starts a loop every 5 s at the most often. An interval equal to that loop (5 s) made a
+#: sensor miss every other loop whenever its last tick had started later in its loop than this one
+#: (the interval is counted from the tick's start): ticks 10 s apart, up to 10 s more per hop.
+EVERY_DAEMON_LOOP = 1
+
 
 @dg.sensor(
     job_name=ingest.INGEST_JOB,
-    minimum_interval_seconds=5,  # the sensor daemon's own loop: no sensor ticks more often
+    minimum_interval_seconds=EVERY_DAEMON_LOOP,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches ingest for files dropped under landing/<feed>/ once they have settled "
     "(cursor + run_key: once a drop; a file still being written waits).",

@@ -20,6 +20,7 @@ import json
 
 import dagster as dg
 
+from margin_pipeline.defs.ingest import sensor as landing
 from margin_pipeline.defs.job_of_jobs import parent
 from margin_pipeline.defs.streams import assets as stream_defs
 from margin_pipeline.orchestration.runs import PARENT_JOB, SUBSTRATE_VERSION_TAG
@@ -49,7 +50,7 @@ def newly_materialized(context: dg.SensorEvaluationContext, keys: list[dg.AssetK
 
 @dg.sensor(
     job_name=PARENT_JOB,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=landing.EVERY_DAEMON_LOOP,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=f"Launches {PARENT_JOB} when ingest records a new substrate version N (run_key per N).",
 )
@@ -72,7 +73,7 @@ def substrate_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
 
 @dg.sensor(
     job_name=RECONCILED.job_name,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=landing.EVERY_DAEMON_LOOP,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="The watermark gate: publishes hh_margin once settlement, half_hourly and monthly have all "
     "consumed the latest substrate version N.",
