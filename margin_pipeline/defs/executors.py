@@ -5,9 +5,10 @@ Every step process costs a Python start and an import of the code location (abou
 nothing from one, so the code location's default executor runs steps in the run's process.
 The two jobs whose steps overlap by design, the parent (settlement beside half_hourly) and
 monthly (its per-month steps), use :func:`side_by_side`: step processes forked from a
-``forkserver`` that imported the code location once per run, so each step starts in a fraction
-of a second. Nothing is imported by the forkserver that has started a thread or a Delta
-runtime (delta-rs panics in a child forked after it ran), so the forked steps are clean.
+``forkserver`` that imported the code location and the instance's storage once per run, so each
+step starts in a fraction of a second. Nothing is imported by the forkserver that has started a
+thread or a Delta runtime (delta-rs panics in a child forked after it ran), so the forked steps
+are clean.
 """
 
 import dagster as dg
@@ -15,8 +16,9 @@ import dagster as dg
 #: The default: steps in the run's own process.
 IN_RUN = dg.in_process_executor
 
-#: Modules the forkserver imports once, before any step forks from it.
-PRELOAD = ["margin_pipeline.definitions"]
+#: Modules the forkserver imports once, before any step forks from it: the code location, and what
+#: opening the instance imports (each step opens it first).
+PRELOAD = ["margin_pipeline.definitions", "margin_pipeline.orchestration.step_imports"]
 
 
 def side_by_side(max_concurrent: int) -> dg.ExecutorDefinition:
