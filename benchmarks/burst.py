@@ -21,23 +21,19 @@ job overlapped itself.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.chain import REPO, cli_step
+from benchmarks.chain import REPO, cli_step, instance_at
 from benchmarks.report import machine_info, print_table, timestamp, write_json
 
 
 def runs_since(root: Path, since: float) -> list[dict[str, Any]]:
     """The runs of ``root``'s instance created after ``since``: job, status, queue wait, start, end."""
-    os.environ["DAGSTER_HOME"] = str(root / "dagster")
-    import dagster as dg
-
-    with dg.DagsterInstance.get() as instance:
+    with instance_at(root) as instance:
         records = [r for r in instance.get_run_records() if r.create_timestamp.timestamp() > since]
     runs = []
     for record in sorted(records, key=lambda r: r.create_timestamp):

@@ -22,6 +22,7 @@ instance is read for each run of the day: its start and end, and the seconds the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import subprocess
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,17 @@ def cli_step(root: Path, engine: str, log: Path, *words: str, quiet: bool = Fals
     return result
 
 
+@contextlib.contextmanager
+def instance_at(root: Path) -> Iterator[Any]:
+    """The Dagster instance of data root ``root`` (``$DAGSTER_HOME`` pointed at it), opened for the
+    block. Dagster is imported here, so the benchmarks' own start stays light."""
+    os.environ["DAGSTER_HOME"] = str(root / "dagster")
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
 #: The sensors that carry the chain: each hop waits for one of their ticks.
 CHAIN_SENSORS = ("landing_sensor", "substrate_sensor", "watermark_gate")
 
@@ -108,13 +121,10 @@ CHAIN_SENSORS = ("landing_sensor", "substrate_sensor", "watermark_gate")
 def tick_spacing(root: Path, since: float) -> dict[str, dict[str, float]]:
     """Per chain sensor, the seconds between consecutive ticks after ``since`` (median and longest):
     how long a hop can wait for its sensor once the daemon runs."""
-    os.environ["DAGSTER_HOME"] = str(root / "dagster")
     import statistics
 
-    import dagster as dg
-
     spacing = {}
-    with dg.DagsterInstance.get() as instance:
+    with instance_at(root) as instance:
         for state in instance.all_instigator_state():
             if state.instigator_name not in CHAIN_SENSORS:
                 continue
@@ -132,12 +142,9 @@ def tick_spacing(root: Path, since: float) -> dict[str, dict[str, float]]:
 
 def day_runs(root: Path, since: float) -> list[dict[str, Any]]:
     """The runs created after ``since``, oldest first, with their timings and work seconds."""
-    os.environ["DAGSTER_HOME"] = str(root / "dagster")
-    import dagster as dg
-
     from margin_pipeline.orchestration.runs import report
 
-    with dg.DagsterInstance.get() as instance:
+    with instance_at(root) as instance:
         records = instance.get_run_records()
         fresh = [r.dagster_run.run_id for r in records if r.create_timestamp.timestamp() > since]
         reports = [report(instance, run_id) for run_id in fresh]
