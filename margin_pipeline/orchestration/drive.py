@@ -26,7 +26,7 @@ from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.orchestration.runs import FINISHED_STATUSES, WILL_RETRY_TAG, RunReport, report
+from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.progress import stream_progress
@@ -287,11 +287,12 @@ def follow_chain(
 ) -> ChainOutcome:
     """Watch the chain the sensors drive until it is done, a run fails, or nothing moves for a while.
 
-    Only runs created after ``since`` count. A failed run that run retries will relaunch
-    (``dagster/will_retry``) is not the end: its retry is one of the runs. "Stalled" means no run
-    is queued or running and no file is pending, yet some stream is behind (e.g. a sensor is
-    stopped, or the parent for this N already failed and awaits a repair). ``each_poll`` is called
-    on every look (``margin-pipeline run`` restarts its daemon there if it died).
+    Only runs created after ``since`` count. A failed run that run retries may relaunch
+    (:func:`~margin_pipeline.orchestration.runs.may_be_retried`) is not the end: its retry is one
+    of the runs. "Stalled" means no run is queued or running and no file is pending, yet some
+    stream is behind (e.g. a sensor is stopped, or the parent for this N already failed and awaits
+    a repair). ``each_poll`` is called on every look (``margin-pipeline run`` restarts its daemon
+    there if it died).
     """
     deadline = time.monotonic() + timeout
     idle_since: float | None = None
@@ -304,7 +305,7 @@ def follow_chain(
             r
             for r in runs
             if r.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-            and r.tags.get(WILL_RETRY_TAG) != "true"
+            and not may_be_retried(instance, r)
         ]
         active = [r for r in runs if r.status not in FINISHED_STATUSES]
         if failed:

@@ -52,23 +52,37 @@ WILL_RETRY_TAG = "dagster/will_retry"
 RETRY_LAUNCH_SECONDS = 120.0
 
 
+def may_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether run retries will relaunch (or have relaunched) this finished run, or may yet say so.
+
+    With run retries on, Dagster tags every failed run ``dagster/will_retry`` as it stores the
+    failure, but just *after* it writes the FAILURE status: a run read in between has failed and
+    carries no verdict yet. Taking that moment for a final failure failed a parent whose child's
+    worker was killed though the child's retry then succeeded, so an untagged failure counts as
+    possibly retried."""
+    if run.status != dg.DagsterRunStatus.FAILURE:
+        return False
+    verdict = run.tags.get(WILL_RETRY_TAG)
+    return verdict == "true" or (verdict is None and instance.run_retries_enabled)
+
+
 def settled_run(instance: dg.DagsterInstance, run_id: str, poll: float = 1.0, log: Any = None) -> str:
     """The run that settles ``run_id``'s outcome, once finished: ``run_id`` itself, or, when run
     retries relaunched it (a worker killed, a machine lost), its retry's, followed retry after retry.
-    A failed run marked to be retried is waited on until its retry is launched (at most
-    :data:`RETRY_LAUNCH_SECONDS`: with no daemon to launch it, the failure stands)."""
+    A failed run that may be retried (:func:`may_be_retried`) is waited on until its retry is
+    launched (at most :data:`RETRY_LAUNCH_SECONDS`: with no daemon to launch it, the failure stands)."""
     waiting_since = None
     while True:
         run = instance.get_run_by_id(run_id)
         if run is None or run.status not in FINISHED_STATUSES:
             time.sleep(poll)
             continue
-        if run.is_complete_and_waiting_to_retry:
+        retry = run.tags.get(AUTO_RETRY_RUN_TAG)
+        if retry is None and may_be_retried(instance, run):
             waiting_since = waiting_since or time.monotonic()
             if time.monotonic() - waiting_since < RETRY_LAUNCH_SECONDS:
                 time.sleep(poll)
                 continue
-        retry = run.tags.get(AUTO_RETRY_RUN_TAG)
         if run.status == dg.DagsterRunStatus.SUCCESS or retry is None:
             return run_id
         if log is not None:

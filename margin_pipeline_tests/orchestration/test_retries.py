@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from margin_pipeline.orchestration.runs import AUTO_RETRY_RUN_TAG, settled_run
+from margin_pipeline.orchestration.runs import AUTO_RETRY_RUN_TAG, WILL_RETRY_TAG, settled_run
 
 
 @dg.op
@@ -29,7 +29,7 @@ def run(instance: dg.DagsterInstance, fail: bool) -> str:
 def test_a_retried_child_is_followed_to_its_retry() -> None:
     with dg.instance_for_test() as instance:
         failed = run(instance, fail=True)
-        instance.add_run_tags(failed, {"dagster/will_retry": "true"})  # what run retries marks
+        instance.add_run_tags(failed, {WILL_RETRY_TAG: "true"})  # what run retries marks
 
         def retry_later() -> None:  # the daemon launches the retry a little later
             time.sleep(1.5)
@@ -48,7 +48,32 @@ def test_a_retried_child_is_followed_to_its_retry() -> None:
 def test_a_failure_that_is_not_retried_settles_at_once() -> None:
     with dg.instance_for_test() as instance:
         failed = run(instance, fail=True)
-        instance.add_run_tags(failed, {"dagster/will_retry": "false"})
+        instance.add_run_tags(failed, {WILL_RETRY_TAG: "false"})
         started = time.monotonic()
         assert settled_run(instance, failed, poll=0.2) == failed
         assert time.monotonic() - started < 5
+
+
+def test_a_failure_read_before_run_retries_tag_it_is_waited_on(tmp_path) -> None:
+    """Dagster writes a failed run's FAILURE status first and its ``dagster/will_retry`` verdict
+    just after: a parent reading the child in between must wait for the verdict, not take the
+    failure as final. The run is failed through an instance without run retries, so it stays in
+    that in-between state until the test gives it its verdict."""
+    with dg.instance_for_test(temp_dir=str(tmp_path), set_dagster_home=False) as writer:
+        failed = run(writer, fail=True)
+        assert WILL_RETRY_TAG not in writer.get_run_by_id(failed).tags
+    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+
+        def verdict_then_retry() -> None:
+            time.sleep(1.0)
+            instance.add_run_tags(failed, {WILL_RETRY_TAG: "true"})
+            retry = run(instance, fail=False)
+            instance.add_run_tags(failed, {AUTO_RETRY_RUN_TAG: retry})
+
+        daemon = threading.Thread(target=verdict_then_retry)
+        daemon.start()
+        settled = settled_run(instance, failed, poll=0.2)
+        daemon.join()
+        assert settled == instance.get_run_by_id(failed).tags[AUTO_RETRY_RUN_TAG]
+        assert instance.get_run_by_id(settled).status == dg.DagsterRunStatus.SUCCESS
