@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,17 @@ from margin_pipeline.store.delta_spark import DELTA_SESSION_CONFIG, delta_jars
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline_tests.helpers import stream_resources
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started as a background job (``make test &``, ``nohup``, most CI) starts with SIGINT
+    ignored. Dagster's in-process execution maps SIGTERM to what SIGINT does and leaves it so; every
+    process the suite starts after its first in-process run then ignores SIGTERM (ignored signals
+    survive ``exec``), and Dagster stops the ``tail`` processes of a run's compute logs with
+    SIGTERM, waiting 30 s for each: a two-run test took 62 s instead of 2.6 s. Python's own SIGINT
+    handler, as in a foreground shell, keeps SIGTERM a signal that stops."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
