@@ -13,6 +13,8 @@ import dagster as dg
 import pytest
 
 from margin_pipeline.defs.job_of_jobs.sensors import (
+    RUN_KEY_TAG,
+    SENSOR_NAME_TAG,
     gate_request,
     substrate_sensor,
     watermark_gate,
@@ -68,7 +70,10 @@ class SensorHarness:
 
     def tick(self) -> dg.RunRequest | dg.SkipReason:
         context = dg.build_sensor_context(
-            instance=self.instance, resources={"store": self.store}, cursor=self.cursor
+            instance=self.instance,
+            resources={"store": self.store},
+            cursor=self.cursor,
+            sensor_name=self.sensor.name,
         )
         result = self.sensor(context)
         self.cursor = context.cursor
@@ -76,6 +81,21 @@ class SensorHarness:
 
     def materialized(self, key: dg.AssetKey) -> None:
         self.instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+    def launched(self, request: dg.RunRequest) -> str:
+        """What the daemon does with a request: a run tagged with its run key and this sensor."""
+        tags = {RUN_KEY_TAG: str(request.run_key), SENSOR_NAME_TAG: self.sensor.name}
+        return noop_job.execute_in_process(instance=self.instance, tags=tags).run_id
+
+
+@dg.op
+def noop() -> None:
+    pass
+
+
+@dg.job
+def noop_job() -> None:
+    noop()
 
 
 @pytest.fixture
@@ -95,12 +115,15 @@ def test_substrate_sensor_requests_one_parent_per_substrate_version(publish, sto
     assert first.run_key == "substrate@1"
     assert first.run_config["ops"]["pin_substrate"]["config"]["substrate_version"] == 1
     assert isinstance(sensor.tick(), dg.SkipReason), "no new materialization: no request"
+    parent_run = sensor.launched(first)
 
-    # Another materialization without a new version asks again with the same run_key, which the
-    # daemon drops: one version starts one parent.
+    # Another materialization without a new version: one version starts one parent, and the tick
+    # says which (the daemon would drop a repeated run_key, recording a skip with no reason).
     sensor.materialized(SUBSTRATE["prices"].asset_key)
     again = sensor.tick()
-    assert isinstance(again, dg.RunRequest) and again.run_key == first.run_key
+    assert isinstance(again, dg.SkipReason), again
+    assert f"run {parent_run} (success) was already launched for run_key substrate@1" in again.skip_message
+    assert "N=1" in again.skip_message
 
     for stream in (SETTLEMENT, HALF_HOURLY, MONTHLY):
         consume(store, stream, 1)
@@ -159,6 +182,16 @@ def test_watermark_gate_sensor_acts_on_stream_publications(history, store, insta
     sensor.materialized(MONTHLY.tables[-1].asset_key)
     request = sensor.tick()
     assert isinstance(request, dg.RunRequest) and request.run_key.startswith("hh_margin@1:")
+    reconciled = sensor.launched(request)
+
+    # A stream publishes again (a hand-launched run) before reconciled has consumed N: the same
+    # inputs, so the same run_key, and the tick names the run that already publishes them.
+    sensor.materialized(SETTLEMENT.tables[-1].asset_key)
+    again = sensor.tick()
+    assert isinstance(again, dg.SkipReason), again
+    assert (
+        f"run {reconciled} (success) was already launched for run_key {request.run_key}" in again.skip_message
+    )
 
 
 def test_the_gate_cursor_names_what_it_has_seen(history, store, instance) -> None:

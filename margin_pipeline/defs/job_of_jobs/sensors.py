@@ -14,6 +14,9 @@ against the latest N; once all three have consumed it, launch the reconciled
 job for N. A failed or lagging stream leaves the gate closed (the skip reason
 says which and why). ``run_key`` is N plus the versions of the two tables
 hh_margin is built from, so one input state publishes once.
+
+A tick that would ask again for a run key already launched skips, naming that run
+(``unless_requested``), rather than leaving the daemon to drop it without a word.
 """
 
 import json
@@ -33,6 +36,29 @@ from margin_pipeline.substrate.versions import latest_substrate_version, resolve
 
 STREAM_OUTPUTS = [t.asset_key for s in CHILD_STREAMS for t in s.tables if t.asset_key.path[0] == "gold"]
 SUBSTRATE_TABLES = [spec.asset_key for spec in SUBSTRATE.values()]
+
+
+#: Dagster's tags on a run a sensor launched: the request's run key, and the sensor's name.
+RUN_KEY_TAG = "dagster/run_key"
+SENSOR_NAME_TAG = "dagster/sensor_name"
+
+
+def unless_requested(
+    context: dg.SensorEvaluationContext, request: dg.RunRequest, state: str
+) -> dg.RunRequest | dg.SkipReason:
+    """``request``, or, if this sensor already launched a run for its run key, a skip naming that run.
+
+    The daemon drops a repeated run key itself, but records the tick as skipped with no reason
+    (say a stream published again while the run it opened for the same inputs is queued): the
+    operator would read a blank where this says which run already does it. ``state`` opens the
+    reason (where the streams stand)."""
+    tags = {RUN_KEY_TAG: str(request.run_key), SENSOR_NAME_TAG: context.sensor_name or ""}
+    for run in context.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
+        return dg.SkipReason(
+            f"{state}: run {run.run_id} ({run.status.value.lower()}) was already launched for "
+            f"run_key {request.run_key}"
+        )
+    return request
 
 
 def newly_materialized(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey]) -> list[str]:
@@ -63,12 +89,15 @@ def substrate_sensor(context: dg.SensorEvaluationContext, store: DeltaRsStore):
     progress, line = gate_status(store, CHILD_STREAMS, resolve_pin(store, number))
     if all(p.consumed for p in progress):
         return dg.SkipReason(f"{line}: nothing for {PARENT_JOB} to run")
-    context.log.info(f"{line}: launching {PARENT_JOB} for N={number}")
-    return dg.RunRequest(
+    request = dg.RunRequest(
         run_key=f"substrate@{number}",
         run_config=dg.RunConfig(ops={"pin_substrate": parent.ParentConfig(substrate_version=number)}),
         tags={SUBSTRATE_VERSION_TAG: str(number)},
     )
+    decided = unless_requested(context, request, line)
+    if decided is request:
+        context.log.info(f"{line}: launching {PARENT_JOB} for N={number}")
+    return decided
 
 
 @dg.sensor(
@@ -83,7 +112,12 @@ def watermark_gate(context: dg.SensorEvaluationContext, store: DeltaRsStore):
     if not published:
         return dg.SkipReason(f"{status_line(store)} (no stream published since the last tick)")
     context.log.info(f"published since the last tick: {', '.join(published)}")
-    return gate_request(store)
+    request = gate_request(store)
+    return (
+        unless_requested(context, request, status_line(store))
+        if isinstance(request, dg.RunRequest)
+        else request
+    )
 
 
 def status_line(store: DeltaRsStore) -> str:
