@@ -23,12 +23,13 @@ demo: install
 	$(BIN)/margin-pipeline generate --meters 200 --days 30 --seed 7
 	$(BIN)/margin-pipeline run
 
-# The suite runs on the embedded engine (Sail), in one process. One seed of the property test
-# (incremental equals a full recompute) also runs on local Spark where Java is installed, in a
-# pytest of its own (test_engines.py): what clusters run must agree. (Two xdist workers took
-# 34 min against ~20 in one process on 2 cores, and their chains starved each other.)
+# The suite runs on the embedded engine (Sail), in two xdist workers: its end-to-end tests wait on
+# daemon chains (sensor ticks, run queues, process starts) about a third of the time, so two keep
+# 2 cores busier; the tests sharing one chain are one group (--dist loadgroup). One seed of the
+# property test (incremental equals a full recompute) also runs on local Spark where Java is
+# installed, in a pytest of its own (test_engines.py): what clusters run must agree.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check margin_pipeline margin_pipeline_tests benchmarks

@@ -32,6 +32,20 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: The longest tests (minutes each on 2 cores), handed out before the other slow ones under ``pytest -n``.
+LONGEST = ("test_engines.py::test_incremental_equals_full_on_local_spark_too", "test_readme.py::")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (``make test``) the end-to-end tests (marked ``slow``), the longest first, are
+    handed out before the quick ones, so that no long test starts last and runs alone at the end.
+    Without workers the order stays the files' own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(
+            key=lambda item: (not any(n in item.nodeid for n in LONGEST), not item.get_closest_marker("slow"))
+        )
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> DataRoot:
     return DataRoot(root=str(tmp_path / "margin"))

@@ -1,13 +1,15 @@
 """The parent job end to end on a real instance: a dagster-daemon, a queued run coordinator with the
 repo's dagster.yaml limits, child runs launched as their own processes, real Delta and Spark.
 
-One uninterrupted deployment is the reference; its instance is on PostgreSQL (a server the module
-starts itself with ``pgserver``: PostgreSQL binaries in a wheel, on a unix socket), as a deployment
-with several users runs. Settlement is also launched twice by hand while the parent runs it. In a
-second deployment (SQLite, the default) the data files of a table only half_hourly reads are
-unavailable for a while (a storage fault): it fails, is repaired by re-executing the parent from
-failure and must end with the same tables. In a third (PostgreSQL again, through
-``$DAGSTER_PG_URL`` as ``margin-pipeline run`` reads it) every process is killed mid-chain.
+Every deployment starts from the same substrate version 1 and must publish what a full recompute of
+it publishes (the ``reference``). One uninterrupted deployment has its instance on PostgreSQL (a
+server the module starts itself with ``pgserver``: PostgreSQL binaries in a wheel, on a unix socket),
+as a deployment with several users runs; settlement is also launched twice by hand while the parent
+runs it, and its tests share it (one xdist group, so one worker builds it under ``pytest -n``). In
+others (SQLite, the default) a table only half_hourly reads is unavailable for a while (a storage
+fault) and the parent is repaired from failure; runs are stopped from outside; the next day lands
+mid-chain; the daemon is killed; and (PostgreSQL again, through ``$DAGSTER_PG_URL`` as
+``margin-pipeline run`` reads it) every process is killed mid-chain.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from margin_pipeline.orchestration.workers import process_started_at, worker_of
 from margin_pipeline.settings import POSTGRES_URL_ENV, REPO_ROOT, ROOT_ENV, DataRoot
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
-from margin_pipeline.substrate.ingest import ingest, pending_files
+from margin_pipeline.substrate.ingest import ingest
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history, generate_next_day
@@ -72,6 +74,9 @@ from margin_pipeline_tests.helpers import (
     full_recompute,
     rows_by_key,
     rows_doubled,
+)
+from margin_pipeline_tests.helpers import (
+    deployment as with_substrate,
 )
 
 pytestmark = pytest.mark.slow
@@ -92,6 +97,8 @@ def survival() -> Iterator[Survival]:
     or with other values, 1e-6; doubled: keys in excess or held twice), records the fault with its
     time to recover, and asserts nothing was lost or doubled. With ``$MARGIN_PIPELINE_RELIABILITY_OUT``
     set, the records are written there as JSON when the module ends."""
+    if os.environ.get(RELIABILITY_ENV) and os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail(f"${RELIABILITY_ENV} gathers every fault of the module in one file: run it without -n")
     records: list[dict[str, Any]] = []
 
     def record(
@@ -149,6 +156,16 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str
         yield database
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> DeltaRsStore:
+    """What every deployment of the module publishes for substrate version 1 (the generator is
+    deterministic): a full recompute of ``SCENARIO``'s, in process. The fault tests compare with it, so
+    each runs without the uninterrupted chain (and in a worker of its own under ``pytest -n``)."""
+    root = tmp_path_factory.mktemp("reference")
+    substrate = with_substrate(root / "substrate", SCENARIO)
+    return full_recompute(Path(substrate.lake_root), root / "full" / "lake")
 
 
 class EngineLink:
@@ -223,11 +240,7 @@ def deployment(
         if postgres_url:
             os.environ[POSTGRES_URL_ENV] = postgres_url
             repo_config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_ENV}}}
-        data_root = DataRoot(root=str(root))
-        generate_history(data_root.landing, SCENARIO)
-        store = DeltaRsStore(lake_root=str(data_root.lake))
-        ingest(data_root, store, pending_files(data_root))  # in process: no sensor sees it
-        record_substrate_version(store, "test")
+        with_substrate(root, SCENARIO)  # ingested in process: no sensor sees it
         with contextlib.ExitStack() as stack:
             instance = stack.enter_context(dg.instance_for_test(overrides=repo_config, temp_dir=str(home)))
             url = stack.enter_context(shared_engine())  # as `margin-pipeline run`: one for all runs
@@ -285,6 +298,10 @@ def alerts_of(data_root: DataRoot, count: int, timeout: float = 90.0) -> list[di
 
 def runs_of(instance: dg.DagsterInstance, job: str) -> list[RunReport]:
     return [report(instance, r.run_id) for r in instance.get_runs(filters=dg.RunsFilter(job_name=job))]
+
+
+#: The tests that read the uninterrupted chain: one xdist group, so it is built once under ``pytest -n``.
+SHARES_THE_CHAIN = pytest.mark.xdist_group("uninterrupted")
 
 
 @dataclass
@@ -431,6 +448,7 @@ def operator_view(
     return view
 
 
+@SHARES_THE_CHAIN
 def test_a_child_run_leads_back_to_its_parent(uninterrupted: Uninterrupted) -> None:
     child = uninterrupted.ui["child"]
     tags = {t["key"]: t["value"] for t in child["tags"]}
@@ -441,6 +459,7 @@ def test_a_child_run_leads_back_to_its_parent(uninterrupted: Uninterrupted) -> N
     assert uninterrupted.children["settlement_stream"].assets["gold/settlement_cost_hh"]["parent_run"]
 
 
+@SHARES_THE_CHAIN
 def test_the_parent_summary_lists_every_child(uninterrupted: Uninterrupted) -> None:
     outputs = [
         e
@@ -452,6 +471,7 @@ def test_the_parent_summary_lists_every_child(uninterrupted: Uninterrupted) -> N
         assert f"| {job} | [{child.run_id[:8]}](/runs/{child.run_id}) | succeeded | 1 |" in table
 
 
+@SHARES_THE_CHAIN
 def test_gate_ticks_name_the_stream_that_is_behind(uninterrupted: Uninterrupted) -> None:
     ticks = uninterrupted.ui["gate"]["sensorState"]["ticks"]
     assert ticks and [t for t in ticks if t["status"] == "SKIPPED" and not t["skipReason"]] == []
@@ -459,6 +479,7 @@ def test_gate_ticks_name_the_stream_that_is_behind(uninterrupted: Uninterrupted)
     assert any("waiting for monthly" in r for r in reasons), reasons
 
 
+@SHARES_THE_CHAIN
 def test_asset_metadata_reads_at_a_glance(uninterrupted: Uninterrupted) -> None:
     asset = uninterrupted.ui["asset"]
     [materialization] = asset["assetMaterializations"]
@@ -476,6 +497,7 @@ def test_asset_metadata_reads_at_a_glance(uninterrupted: Uninterrupted) -> None:
     assert "total_cost_gbp" in [c["name"] for c in schema["columns"]]
 
 
+@SHARES_THE_CHAIN
 def test_a_manual_hh_margin_with_the_gate_closed_refuses_and_names_who_is_behind(
     uninterrupted: Uninterrupted,
 ) -> None:
@@ -486,6 +508,7 @@ def test_a_manual_hh_margin_with_the_gate_closed_refuses_and_names_who_is_behind
     assert before is not None and after == before, "nothing was written"
 
 
+@SHARES_THE_CHAIN
 def test_children_run_side_by_side_and_monthly_waits_for_both(uninterrupted: Uninterrupted) -> None:
     assert uninterrupted.parent.success, uninterrupted.parent.error
     children = uninterrupted.children
@@ -516,6 +539,7 @@ def test_children_run_side_by_side_and_monthly_waits_for_both(uninterrupted: Uni
     assert all(c.tags["margin_pipeline/substrate_version"] == "1" for c in children.values())
 
 
+@SHARES_THE_CHAIN
 def test_monthly_child_fans_out_one_step_per_month(uninterrupted: Uninterrupted) -> None:
     """The for-each: each month monthly_margin recomputes is its own step, run side by side (the bound,
     MONTH_CONCURRENCY, is the job's executor default: test_definitions)."""
@@ -525,6 +549,7 @@ def test_monthly_child_fans_out_one_step_per_month(uninterrupted: Uninterrupted)
     assert start_a < end_b and start_b < end_a, f"the month steps did not overlap: {steps}"
 
 
+@SHARES_THE_CHAIN
 def test_second_parent_request_waits_in_the_queue_and_then_skips_every_child(
     uninterrupted: Uninterrupted,
 ) -> None:
@@ -534,6 +559,7 @@ def test_second_parent_request_waits_in_the_queue_and_then_skips_every_child(
     assert uninterrupted.second_children == {}, "every stream had consumed N: nothing to launch"
 
 
+@SHARES_THE_CHAIN
 def test_a_stream_launched_twice_by_hand_while_the_parent_runs_it_waits_and_doubles_nothing(
     uninterrupted: Uninterrupted,
 ) -> None:
@@ -553,17 +579,17 @@ def test_a_stream_launched_twice_by_hand_while_the_parent_runs_it_waits_and_doub
     assert uninterrupted.run_log[child.run_id]["rows_written"] > 0
 
 
+@SHARES_THE_CHAIN
 def test_the_chain_with_the_hand_launches_equals_a_full_recompute(
-    uninterrupted: Uninterrupted, survival: Survival, tmp_path: Path
+    uninterrupted: Uninterrupted, survival: Survival, reference: DeltaRsStore
 ) -> None:
-    """The reference chain (settlement launched twice by hand while the parent ran it) published what
-    a full recompute of its substrate publishes, nothing twice."""
-    lake = DataRoot(root=str(uninterrupted.root)).lake
-    store = DeltaRsStore(lake_root=str(lake))
-    full = full_recompute(lake, tmp_path / "full" / "lake", substrate_version=1)  # N=2 came later, unread
-    survival("a stream launched twice by hand while the parent runs it", store, full, None)
+    """The uninterrupted chain (settlement launched twice by hand while the parent ran it) published
+    what a full recompute of its substrate version 1 publishes, nothing twice (its N=2 came later, unread)."""
+    store = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
+    survival("a stream launched twice by hand while the parent runs it", store, reference, None)
 
 
+@SHARES_THE_CHAIN
 def test_the_instance_is_on_postgres_and_its_password_leaks_nowhere(
     uninterrupted: Uninterrupted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -586,6 +612,7 @@ def test_the_instance_is_on_postgres_and_its_password_leaks_nowhere(
     assert leaked == []
 
 
+@SHARES_THE_CHAIN
 def test_gate_publishes_hh_margin_once_all_streams_consumed_n(uninterrupted: Uninterrupted) -> None:
     [reconciled] = uninterrupted.reconciled
     assert reconciled.success
@@ -595,6 +622,7 @@ def test_gate_publishes_hh_margin_once_all_streams_consumed_n(uninterrupted: Uni
     assert rows_by_key(store, GOLD["hh_margin"]), "hh_margin was published"
 
 
+@SHARES_THE_CHAIN
 def test_every_finished_run_is_in_the_run_log(uninterrupted: Uninterrupted) -> None:
     log = uninterrupted.run_log
     parent, children = uninterrupted.parent, uninterrupted.children
@@ -611,7 +639,7 @@ def test_every_finished_run_is_in_the_run_log(uninterrupted: Uninterrupted) -> N
 
 
 def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
-    uninterrupted: Uninterrupted, survival: Survival, tmp_path: Path
+    reference: DeltaRsStore, survival: Survival, tmp_path: Path
 ) -> None:
     root = tmp_path / "repaired"
     rates = DataRoot(root=str(root)).lake / SUBSTRATE["tariff_rates"].name
@@ -655,7 +683,6 @@ def test_failed_child_stops_downstream_and_repair_reruns_only_what_failed(
         outcome = follow_chain(instance, DataRoot(root=str(root)), since, on_progress=lambda _: None)
         assert outcome.done, outcome.message
 
-        reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
         survival(
             "a child fails (storage fault), repaired from failure", store, reference, time.time() - since
         )
@@ -689,7 +716,7 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str, timeout: float = 300.0
 
 
 def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
-    uninterrupted: Uninterrupted, survival: Survival, tmp_path: Path
+    reference: DeltaRsStore, survival: Survival, tmp_path: Path
 ) -> None:
     """Runs stopped by something outside the pipeline, mid-run, in one deployment:
 
@@ -702,11 +729,10 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
        gives the slot back (run monitoring would hold it 300 s), run retries relaunch it, the parent
        follows the retry and the chain finishes, alerting nobody.
 
-    Each ends with the uninterrupted chain's rows, none twice."""
+    Each ends with a full recompute's rows, none twice."""
     root = tmp_path / "stopped"
     data_root = DataRoot(root=str(root))
     store = DeltaRsStore(lake_root=str(data_root.lake))
-    reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
     link = EngineLink()
     with deployment(root, settings=QUICK_MONITORING, engine_link=link) as instance:
         link.hung.set()
@@ -846,7 +872,7 @@ def run_until_a_child_starts(home: Path, env: dict[str, str], out: Any) -> subpr
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the dead-worker check reads /proc (Linux)")
 def test_every_process_killed_mid_chain_then_run_again_finishes_it(
-    uninterrupted: Uninterrupted,
+    reference: DeltaRsStore,
     survival: Survival,
     postgres: Callable[[str], str],
     tmp_path: Path,
@@ -856,8 +882,9 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
     CLI, its daemon and engine, the code server, the run workers). Nothing of Dagster's is left to
     notice, and the runs stay STARTED (or STARTING: launched, no worker yet), holding their streams'
     slots. The next ``margin-pipeline run`` starts a daemon (the dead one's heartbeats are not
-    trusted), fails the dead runs naming their pids, and finishes the chain with the uninterrupted
-    chain's tables. The instance is on PostgreSQL, chosen as a deployment chooses it: ``$DAGSTER_PG_URL``."""
+    trusted), fails the dead runs naming their pids, and finishes the chain with a full
+    recompute's tables. The instance is on PostgreSQL, chosen as a deployment chooses it:
+    ``$DAGSTER_PG_URL``."""
     root = tmp_path / "crashed"
     data_root = DataRoot(root=str(root))
     generate_history(data_root.landing, SCENARIO)
@@ -896,7 +923,6 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
         config = (home / "dagster.yaml").read_text()
         assert POSTGRES_URL_ENV in config and PG_SECRET not in config and not list(home.rglob("runs.db"))
         store = DeltaRsStore(lake_root=str(data_root.lake))
-        reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
         survival("every process SIGKILLed while children run; run again", store, reference, recovered)
     finally:
         for pid in processes_of(str(home)) or []:
@@ -906,12 +932,12 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="finding the daemon reads /proc (Linux)")
 def test_the_daemon_killed_while_a_child_runs_is_started_again_and_the_chain_finishes(
-    uninterrupted: Uninterrupted, survival: Survival, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    reference: DeltaRsStore, survival: Survival, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only the daemon dies (SIGKILL: the OOM killer's way) while the children run: its sensors and
     run queue stop, the parent's next child would wait in the queue for ever. ``margin-pipeline run``
     notices its daemon has exited, starts it again, fails what the dead one left without a worker,
-    and the chain finishes with the uninterrupted chain's tables, in the same command."""
+    and the chain finishes with a full recompute's tables, in the same command."""
     root = tmp_path / "daemon_killed"
     data_root = DataRoot(root=str(root))
     generate_history(data_root.landing, SCENARIO)
@@ -936,7 +962,6 @@ def test_the_daemon_killed_while_a_child_runs_is_started_again_and_the_chain_fin
             live = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
             assert not instance.get_runs(filters=dg.RunsFilter(statuses=live))
         store = DeltaRsStore(lake_root=str(data_root.lake))
-        reference = DeltaRsStore(lake_root=str(DataRoot(root=str(uninterrupted.root)).lake))
         survival("the daemon SIGKILLed while a child runs", store, reference, recovered)
     finally:
         command.kill()
