@@ -24,6 +24,17 @@ STREAM_OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
 SMALL_SCENARIO = Scenario(meters=6, days=2, seed=5)
 
 
+@dg.op
+def idle() -> None:
+    """The one step of :func:`idle_job`: does nothing."""
+
+
+@dg.job
+def idle_job() -> None:
+    """A job whose one step (``idle``) does nothing: a run that only holds tags, events or slots."""
+    idle()
+
+
 def csv(header: str, *rows: str) -> str:
     return "\n".join([header, *rows]) + "\n"
 

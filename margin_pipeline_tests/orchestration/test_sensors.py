@@ -31,7 +31,7 @@ from margin_pipeline.streams.shared.watermarks import advance_watermarks
 from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline.substrate.versions import resolve_pin
 from margin_pipeline.synthetic import Scenario, generate_history
-from margin_pipeline_tests.helpers import csv
+from margin_pipeline_tests.helpers import csv, idle_job
 
 PRICES = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
 
@@ -85,17 +85,7 @@ class SensorHarness:
     def launched(self, request: dg.RunRequest) -> str:
         """What the daemon does with a request: a run tagged with its run key and this sensor."""
         tags = {RUN_KEY_TAG: str(request.run_key), SENSOR_NAME_TAG: self.sensor.name}
-        return noop_job.execute_in_process(instance=self.instance, tags=tags).run_id
-
-
-@dg.op
-def noop() -> None:
-    pass
-
-
-@dg.job
-def noop_job() -> None:
-    noop()
+        return idle_job.execute_in_process(instance=self.instance, tags=tags).run_id
 
 
 @pytest.fixture

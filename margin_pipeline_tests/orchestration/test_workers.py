@@ -11,26 +11,17 @@ import dagster as dg
 import pytest
 
 from margin_pipeline.orchestration.workers import dead_runs, fail_dead_runs, free_slots_of_ended_runs
+from margin_pipeline_tests.helpers import idle_job
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the check reads /proc (Linux)")
 
 
-@dg.op
-def work() -> None:
-    pass
-
-
-@dg.job
-def stream() -> None:
-    work()
-
-
 def run_at(instance: dg.DagsterInstance, event_type: str, pid: int | None = None) -> str:
-    """A run of ``stream`` whose last event is ``event_type`` (written by process ``pid``)."""
-    run = instance.create_run_for_job(job_def=stream)
+    """A run of ``idle_job`` whose last event is ``event_type`` (written by process ``pid``)."""
+    run = instance.create_run_for_job(job_def=idle_job)
     for kind in ("PIPELINE_STARTING", event_type):
         event = dg.DagsterEvent(
-            event_type_value=kind, job_name="stream", pid=pid if kind == event_type else None
+            event_type_value=kind, job_name=idle_job.name, pid=pid if kind == event_type else None
         )
         instance.report_dagster_event(event, run.run_id)
     return run.run_id
@@ -91,10 +82,10 @@ def holding_a_slot(instance: dg.DagsterInstance, worker: int, step: int | None =
     one slot of pool ``settlement``, then reported failed as its code server reports a killed worker."""
     run_id = run_at(instance, "PIPELINE_START", pid=worker)
     start = dg.DagsterEvent(
-        event_type_value="STEP_START", job_name="stream", step_key="work", pid=step or worker
+        event_type_value="STEP_START", job_name=idle_job.name, step_key="idle", pid=step or worker
     )
     instance.report_dagster_event(start, run_id)
-    assert instance.event_log_storage.claim_concurrency_slot("settlement", run_id, "work").is_claimed
+    assert instance.event_log_storage.claim_concurrency_slot("settlement", run_id, "idle").is_claimed
     instance.report_run_failed(instance.get_run_by_id(run_id), message="terminated by signal 9")
     return run_id
 

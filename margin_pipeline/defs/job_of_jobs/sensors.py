@@ -113,11 +113,9 @@ def watermark_gate(context: dg.SensorEvaluationContext, store: DeltaRsStore):
         return dg.SkipReason(f"{status_line(store)} (no stream published since the last tick)")
     context.log.info(f"published since the last tick: {', '.join(published)}")
     request = gate_request(store)
-    return (
-        unless_requested(context, request, status_line(store))
-        if isinstance(request, dg.RunRequest)
-        else request
-    )
+    if isinstance(request, dg.SkipReason):
+        return request
+    return unless_requested(context, request, f"gate open for N={request.tags[SUBSTRATE_VERSION_TAG]}")
 
 
 def status_line(store: DeltaRsStore) -> str:
