@@ -74,9 +74,11 @@ def test_sail_and_spark_publish_the_same_tables(tmp_path: Path, engine: SparkEng
         assert_same_rows(theirs, mine, f"{name} on {other} vs {engine.engine}")
 
 
-#: The property test's seed that also runs on local Spark, what Databricks clusters run.
+#: The property test's case that also runs on local Spark, what Databricks clusters run: the spring
+#: clock change (a 46-period day). On 2026-12-06 it took 192 s alone on Spark, the autumn case 311 s
+#: in the suite; on Sail the third is the longest. Spark's cost is per query, so the cheaper case.
 SPARK_SEED = (
-    "margin_pipeline_tests/streams/test_incremental_equals_full.py::test_incremental_equals_full_recompute[0]"
+    "margin_pipeline_tests/streams/test_incremental_equals_full.py::test_incremental_equals_full_recompute[1]"
 )
 
 
