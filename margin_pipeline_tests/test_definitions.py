@@ -185,21 +185,31 @@ def test_only_jobs_whose_steps_overlap_start_step_processes() -> None:
     side_by_side = {"margin_job_of_jobs", "monthly_stream"}
     assert {name for name, executor in executors.items() if executor == "side_by_side"} == side_by_side
     assert all(executors[name] == "in_process" for name in executors.keys() - side_by_side), executors
+    # The monthly steps open a Spark Connect session each; the parent's open none.
+    described = {job.name: job.executor_def.description or "" for job in defs.resolve_all_job_defs()}
+    assert "Spark Connect client" in described["monthly_stream"]
+    assert "Spark Connect client" not in described["margin_job_of_jobs"]
 
 
-#: In the forkserver's place, a fresh process: what it imports ahead (executors.PRELOAD), then what a
-#: step forked from it does first (open the instance), then how many modules that still imported.
+#: In the forkserver's place, a fresh process: what it imports ahead (executors.preload), then what a
+#: step forked from it does first (open the instance; a stream's step then its Spark Connect session
+#: to the server at argv[2]), then how many modules each still imported.
 STEP_START = """
 import importlib, sys, threading
 import dagster as dg
-from margin_pipeline.defs.executors import PRELOAD
-for name in PRELOAD:
+from margin_pipeline.defs.executors import preload
+from margin_pipeline.engines import new_session
+engine = sys.argv[1] == "engine"
+for name in preload(engine):
     importlib.import_module(name)
 threads = threading.active_count()
 before = set(sys.modules)
 with dg.DagsterInstance.get() as instance:
     instance.get_runs(limit=1)
-print(threads, len(set(sys.modules) - before))
+opened = set(sys.modules)
+if engine:
+    new_session("sail", sys.argv[2]).range(1).collect()
+print(threads, len(opened - before), len(set(sys.modules) - opened))
 """
 
 
@@ -211,10 +221,33 @@ def test_a_forked_step_opens_its_instance_without_importing_its_storage(tmp_path
     import sys
 
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", STEP_START], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    command = [sys.executable, "-c", STEP_START, "-"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    threads, imported = (int(n) for n in done.stdout.split())
+    threads, imported, _ = (int(n) for n in done.stdout.split())
     assert threads == 1, "the forkserver must stay safe to fork from"
     assert imported < 20, f"a step still imported {imported} modules to open its instance"
+
+
+def test_a_forked_stream_step_opens_its_spark_session_without_importing_the_client(tmp_path) -> None:
+    """Each monthly step opens a Spark Connect session; its forkserver has imported the client
+    (pyspark.sql.connect with pandas and gRPC: 0.4 s a step when it had not), starting no thread."""
+    import os
+    import subprocess
+    import sys
+
+    from margin_pipeline.engines import sail_url
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", STEP_START, "engine", sail_url()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads, _, imported = (int(n) for n in done.stdout.split())
+    assert threads == 1, "the forkserver must stay safe to fork from"
+    assert imported < 20, f"a step still imported {imported} modules to open its Spark session"

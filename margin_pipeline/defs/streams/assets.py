@@ -29,7 +29,9 @@ ASSETS: dict[str, dg.AssetsDefinition] = {
 
 #: The job of every stream, by stream name.
 JOBS = {
-    s.name: stream_job(s, **({"executor_def": side_by_side(s.side_by_side)} if s.side_by_side else {}))
+    s.name: stream_job(
+        s, **({"executor_def": side_by_side(s.side_by_side, engine=True)} if s.side_by_side else {})
+    )
     for s in STREAMS.values()
 }
 
