@@ -56,6 +56,12 @@ TALLY_COLUMNS = (*TALLIES, *THROUGH)
 NOTHING_YET = -1  # tallied through no version of a source
 
 
+def _tally_columns(source: str) -> tuple[str, str, str]:
+    """The columns :func:`_tally` makes of ``source``'s rows: its count, sum and tallied-through."""
+    count, total, _value, version = TALLY_OF[source]
+    return count, total, version
+
+
 def _tally(rows: DataFrame, source: str, sign: Column, through: Column) -> DataFrame:
     count, total, value, version = TALLY_OF[source]
     return rows.groupBy(*DAY).agg(
@@ -65,17 +71,21 @@ def _tally(rows: DataFrame, source: str, sign: Column, through: Column) -> DataF
     )
 
 
-def _combine(parts: list[DataFrame]) -> DataFrame:
-    """Full outer join of per-day tallies on the day; an absent tally is 0 through no version."""
-    out = parts[0]
-    for part in parts[1:]:
+def _combine(parts: dict[str, DataFrame]) -> DataFrame:
+    """Full outer join of per-day tallies (by source, from :func:`_tally`) on the day; an absent tally
+    is 0 through no version. The columns each part holds are known from its source, so the plan is
+    never sent to the engine to learn them."""
+    frames = list(parts.values())
+    out = frames[0]
+    for part in frames[1:]:
         out = out.join(part, DAY, "full_outer")
+    present = {column for name in parts for column in _tally_columns(name)}
     types = {n: "double" if n in TALLIES and not n.endswith("_periods") else "long" for n in TALLY_COLUMNS}
     zero: dict[str, bool | float | int | str] = {
         n: 0.0 if types[n] == "double" else (NOTHING_YET if n in THROUGH else 0) for n in TALLY_COLUMNS
     }
     for name in TALLY_COLUMNS:
-        if name not in out.columns:
+        if name not in present:
             out = out.withColumn(name, F.lit(zero[name]))
     return out.fillna(zero).select(*DAY, *(F.col(n).cast(types[n]).alias(n) for n in TALLY_COLUMNS))
 
@@ -84,7 +94,7 @@ def tallies(sources: dict[str, tuple[DataFrame, int]]) -> DataFrame:
     """Per MPAN-day, the count and sum of its rows in each source (``TALLY_OF`` names them), from
     ``{source: (rows at a version, that version)}``: tallied through that version."""
     return _combine(
-        [_tally(rows, name, F.lit(1), F.lit(version)) for name, (rows, version) in sources.items()]
+        {name: _tally(rows, name, F.lit(1), F.lit(version)) for name, (rows, version) in sources.items()}
     )
 
 
@@ -95,13 +105,13 @@ def tally_changes(changes: dict[str, DataFrame], held: DataFrame) -> DataFrame |
     tallied through the last commit counted. None: no changes."""
     adds = F.col(CHANGE_TYPE).isin("insert", "update_postimage")
     sign = F.when(adds, F.lit(1)).otherwise(F.lit(-1))
-    parts = []
+    parts = {}
     for name, rows in changes.items():
         through = TALLY_OF[name][3]
         new = rows.join(held.select(*DAY, through), DAY, "left").where(
             F.col(COMMIT_VERSION) > F.coalesce(F.col(through), F.lit(NOTHING_YET))
         )
-        parts.append(_tally(new, name, sign, F.col(COMMIT_VERSION)))
+        parts[name] = _tally(new, name, sign, F.col(COMMIT_VERSION))
     return _combine(parts) if parts else None
 
 

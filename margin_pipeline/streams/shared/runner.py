@@ -219,7 +219,10 @@ class StreamRun:
             current = current.join(scope.select(*scope_key).distinct(), list(scope_key), "left_semi")
         key = list(output.key)
         gone = current.select(*key).join(desired.select(*key), key, "left_anti")
-        values = [F.lit(None).cast(desired.schema[c].dataType).alias(c) for c in output.value_columns]
+        # Typed from the declared schema, not desired's: asking the engine for a deep plan's schema
+        # costs an analysis of it (0.1-0.4 s on Sail at 1,000 meters).
+        types = from_arrow_schema(output.schema)
+        values = [F.lit(None).cast(types[c].dataType).alias(c) for c in output.value_columns]
         source = desired.select(*output.schema.names).withColumn(DELETE_FLAG, F.lit(False))
         tombstones = (
             gone.select(*key, *values).select(*output.schema.names).withColumn(DELETE_FLAG, F.lit(True))
