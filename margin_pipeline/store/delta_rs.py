@@ -44,6 +44,7 @@ from margin_pipeline.store.base import (
     differs_sql,
     merge_predicates,
     merge_source_schema,
+    to_arrow,
 )
 
 if TYPE_CHECKING:
@@ -268,8 +269,11 @@ class DeltaRsStore(DeltaStore):
     def merge(
         self, spec: TableSpec, source: DataFrame | pa.Table, commit_info: dict[str, str] | None = None
     ) -> MergeOutcome:
-        rows = source if isinstance(source, pa.Table) else source.toArrow()
-        rows = rows.select(merge_source_schema(spec).names).cast(merge_source_schema(spec))
+        schema = merge_source_schema(spec)
+        if isinstance(source, pa.Table):
+            rows = source.select(schema.names).cast(schema)
+        else:
+            rows = to_arrow(source, schema)
         self.ensure_table(spec)
         if rows.num_rows == 0:
             return MergeOutcome(version=self.version(spec) or 0)

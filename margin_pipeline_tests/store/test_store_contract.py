@@ -16,7 +16,7 @@ import pytest
 
 from margin_pipeline.engines import SparkEngine
 from margin_pipeline.store import DeltaStore, MergeOutcome, StaleWatermarkError, TableSpec
-from margin_pipeline.store.base import tombstones, with_delete_flag
+from margin_pipeline.store.base import to_arrow, tombstones, with_delete_flag
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.store.delta_spark import DELTA_JARS_ENV, DeltaSparkStore, delta_jars
 
@@ -217,4 +217,27 @@ def test_delta_rs_reads_through_arrow_s_filesystem_not_a_python_handler(tmp_path
     assert not isinstance(dataset.filesystem, pa.fs.PyFileSystem), dataset.filesystem
     assert store.read_arrow(SPEC, where="day = '2025-10-02'").to_pylist() == [
         {"meter": "b", "day": D2, "kwh": 2.0, "note": "y"}
+    ]
+
+
+def test_a_frame_leaves_the_engine_in_the_declared_schema(spark) -> None:
+    """``to_arrow``: a DataFrame's columns by name in the schema's order and types, others dropped,
+    though the engine holds every computed column as nullable."""
+    from pyspark.sql import functions as F
+
+    frame = spark.createDataFrame(
+        [(1, "a", None, 7), (2, "b", 2.5, 7)], "value_int int, mpan_core string, value double, extra int"
+    ).select("extra", F.col("value_int").alias("price"), F.upper("mpan_core").alias("mpan_core"), "value")
+    schema = pa.schema(
+        [
+            pa.field("mpan_core", pa.string(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("price", pa.float64(), nullable=False),
+        ]
+    )
+    table = to_arrow(frame, schema)
+    assert table.schema == schema
+    assert sorted(table.to_pylist(), key=lambda r: r["mpan_core"]) == [
+        {"mpan_core": "A", "value": None, "price": 1.0},
+        {"mpan_core": "B", "value": 2.5, "price": 2.0},
     ]

@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from margin_pipeline.contracts.feeds import RUN_RANK
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.base import DeltaStore, with_delete_flag
+from margin_pipeline.store.base import DeltaStore, to_arrow, with_delete_flag
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.monthly.profile import next_month
 from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, tallies
@@ -228,7 +228,7 @@ def explain(
         )
     )
     try:
-        return rows.toArrow().cast(MARGIN_BRIDGE.schema), reads.rows_read
+        return to_arrow(rows, MARGIN_BRIDGE.schema), reads.rows_read
     finally:
         reads.close()
 
