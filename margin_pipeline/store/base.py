@@ -15,6 +15,7 @@ needed (the run type of a restated date).
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +141,21 @@ class DeltaStore(dg.ConfigurableResource):
         """Apply desired rows and tombstones (``_delete``) by key, rewriting only changed rows."""
 
     @abstractmethod
+    def publish(
+        self,
+        spec: TableSpec,
+        desired: DataFrame,
+        scope: DataFrame | None,
+        scope_key: Sequence[str],
+        where: str | None = None,
+        commit_info: dict[str, str] | None = None,
+    ) -> MergeOutcome:
+        """Make ``spec`` hold ``desired`` for every key of ``scope`` (its ``scope_key`` columns, which
+        are columns of ``spec``; every key when None): ``desired``'s rows merged, and the held rows of
+        the scope that ``desired`` lacks deleted. ``where``: a partition predicate holding every row
+        of the scope (prunes the files read for the held rows). One merge, one commit at most."""
+
+    @abstractmethod
     def update(
         self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None
     ) -> MergeOutcome:
@@ -216,6 +232,19 @@ def to_arrow(frame: DataFrame, schema: pa.Schema) -> pa.Table:
 
     nullable = StructType([StructField(f.name, f.dataType, True) for f in from_arrow_schema(schema).fields])
     return frame.to(nullable).toArrow().cast(schema)
+
+
+def replace_rows(
+    store: DeltaStore, spec: TableSpec, rows: pa.Table, held: pa.Table, commit_info: dict[str, str] | None
+) -> MergeOutcome:
+    """Merge ``rows`` and delete the keys of ``held`` (the held rows, or their keys, that the write
+    replaces) that ``rows`` lacks."""
+    key = list(spec.key)
+    gone = held.select(key)
+    if rows.num_rows:
+        gone = gone.join(rows.select(key), key, join_type="left anti")
+    source = pa.concat_tables([with_delete_flag(rows, spec, delete=False), tombstones(gone, spec)])
+    return store.merge(spec, source, commit_info=commit_info)
 
 
 def tombstones(keys: pa.Table, spec: TableSpec) -> pa.Table:

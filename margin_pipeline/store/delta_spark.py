@@ -14,12 +14,13 @@ import glob
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from margin_pipeline.store.base import (
+    DELETE_FLAG,
     TABLE_PROPERTIES,
     ChangeFeed,
     DeltaStore,
@@ -226,6 +227,34 @@ class DeltaSparkStore(DeltaStore):
             )
 
         return self._committing(spec, commit_info, write, MERGE_METRICS)
+
+    def publish(
+        self,
+        spec: TableSpec,
+        desired: DataFrame,
+        scope: DataFrame | None,
+        scope_key: Sequence[str],
+        where: str | None = None,
+        commit_info: dict[str, str] | None = None,
+    ) -> MergeOutcome:
+        """One plan on the cluster: the held rows of the scope that ``desired`` lacks become
+        tombstones beside ``desired``'s rows, and Delta's MERGE applies both (nothing reaches the
+        driver)."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        current = self.read(self._spark(), spec, where=where)
+        if scope is not None:
+            current = current.join(scope.select(*scope_key).distinct(), list(scope_key), "left_semi")
+        key = list(spec.key)
+        gone = current.select(*key).join(desired.select(*key), key, "left_anti")
+        types = from_arrow_schema(spec.schema)
+        values = [F.lit(None).cast(types[c].dataType).alias(c) for c in spec.value_columns]
+        source = desired.select(*spec.schema.names).withColumn(DELETE_FLAG, F.lit(False))
+        tombstones = (
+            gone.select(*key, *values).select(*spec.schema.names).withColumn(DELETE_FLAG, F.lit(True))
+        )
+        return self.merge(spec, source.unionByName(tombstones), commit_info=commit_info)
 
     def update(
         self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None

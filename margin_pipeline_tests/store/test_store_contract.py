@@ -103,6 +103,34 @@ def test_merge_inserts_updates_only_changed_rows_and_deletes_tombstones(impl: De
     assert snapshot(impl, spark) == {("b", D1): (2.0, None), ("c", D2): (3.5, "z"), ("d", D2): (4.0, None)}
 
 
+def test_publish_makes_the_scope_hold_the_desired_rows_and_leaves_the_rest(impl: DeltaStore, spark) -> None:
+    """Within the scope (here the meters a and b of D1): desired rows merged, held rows it lacks
+    deleted; rows outside it (c on D1, every row of D2) kept though desired does not hold them."""
+    from pyspark.sql import functions as F
+
+    held = impl.merge(
+        SPEC, upsert(("a", D1, 1.0, "x"), ("b", D1, 2.0, None), ("c", D1, 3.0, None), ("a", D2, 4.0, None))
+    )
+    desired = spark.createDataFrame(
+        [("a", D1, 1.5, "x"), ("n", D1, 9.0, None)], "meter string, day date, kwh double, note string"
+    ).withColumn("extra", F.lit(1))
+    scope = spark.createDataFrame([("a", D1), ("b", D1), ("n", D1)], "meter string, day date")
+    outcome = impl.publish(SPEC, desired, scope, ["meter", "day"], where=f"day = '{D1}'")
+    assert (outcome.inserted, outcome.updated, outcome.deleted) == (1, 1, 1)
+    assert snapshot(impl, spark) == {
+        ("a", D1): (1.5, "x"),
+        ("n", D1): (9.0, None),
+        ("c", D1): (3.0, None),
+        ("a", D2): (4.0, None),
+    }
+    # With no scope, every key: what desired lacks goes.
+    everything = impl.publish(SPEC, desired.where("meter = 'a'"), None, SPEC.key)
+    assert (everything.inserted, everything.updated, everything.deleted) == (0, 0, 3)
+    assert snapshot(impl, spark) == {("a", D1): (1.5, "x")}
+    assert impl.publish(SPEC, desired.where("meter = 'a'"), None, SPEC.key).version == everything.version
+    assert held.version < everything.version
+
+
 def test_null_to_value_is_a_change(impl: DeltaStore, spark) -> None:
     impl.merge(SPEC, upsert(("a", D1, None, None)))
     outcome = impl.merge(SPEC, upsert(("a", D1, 1.0, "now known")))

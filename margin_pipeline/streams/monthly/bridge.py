@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from margin_pipeline.contracts.feeds import RUN_RANK
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.base import DeltaStore, to_arrow, with_delete_flag
+from margin_pipeline.store.base import DeltaStore, replace_rows, to_arrow, with_delete_flag
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.monthly.profile import next_month
 from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, tallies
@@ -233,21 +233,6 @@ def explain(
         reads.close()
 
 
-def _replace(
-    store: DeltaStore, spec: TableSpec, rows: pa.Table, stale: pa.Table, info: dict[str, str]
-) -> None:
-    """Merge ``rows`` and delete the keys of ``stale`` (held rows the write replaces) not among them."""
-    key = list(spec.key)
-    gone = stale.join(rows.select(key), key, join_type="left anti") if rows.num_rows else stale
-    source = pa.concat_tables(
-        [
-            with_delete_flag(rows, spec, delete=False),
-            with_delete_flag(gone.select(spec.schema.names), spec, delete=True),
-        ]
-    )
-    store.merge(spec, source, commit_info=info)
-
-
 def record_movement(
     spark: SparkSession,
     store: DeltaStore,
@@ -283,7 +268,9 @@ def record_movement(
     rows, read = explain(spark, store, n0, n1, months, moved, run_id, days)
     store.ensure_table(MARGIN_BRIDGE)
     held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {n1}")  # a retried commit's rows
-    _replace(store, MARGIN_BRIDGE, rows, held.filter(pc.equal(held.column("to_version"), n1)), commit_info)
+    replace_rows(
+        store, MARGIN_BRIDGE, rows, held.filter(pc.equal(held.column("to_version"), n1)), commit_info
+    )
     return summary("incremental", n0, n1, rows, read, started)
 
 
@@ -333,7 +320,7 @@ def rebuild_months(
     rows = pa.concat_tables(parts) if parts else _empty()
     held = store.read_arrow(MARGIN_BRIDGE, where=f"month >= '{min(months)}' AND month <= '{max(months)}'")
     in_months = pc.is_in(held.column("month"), pa.array(sorted(months), pa.date32()))
-    _replace(store, MARGIN_BRIDGE, rows, held.filter(in_months), commit_info)
+    replace_rows(store, MARGIN_BRIDGE, rows, held.filter(in_months), commit_info)
     meta = summary("backfill", min((p[0] for p in pairs), default=None), through, rows, read, started)
     meta["pairs_rebuilt"] = len(pairs)
     return meta

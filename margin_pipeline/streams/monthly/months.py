@@ -255,7 +255,8 @@ def recompute_month(
         rows = ledger.withColumn("month", month_start(F.col("settlement_date")))
         affected = rows.join(keys, ["account_id", "month"], "left_semi").drop("month")
         desired = monthly_margin(affected, agreements)
-    outcome = run.publish(MONTHLY_MARGIN, desired.cache(), keys, keys.columns)
+    # monthly_margin has no settlement dates to prune its files by
+    outcome = run.publish(MONTHLY_MARGIN, desired.cache(), keys, keys.columns, where=None)
     result = MonthResult(
         task.month,
         dict(run.rows_read),
