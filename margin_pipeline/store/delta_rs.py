@@ -35,6 +35,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from pydantic import PrivateAttr
 
 from margin_pipeline.store.base import (
+    DELETE_FLAG,
+    FLOAT_TOLERANCE,
     TABLE_PROPERTIES,
     ChangeFeed,
     DeltaStore,
@@ -84,6 +86,43 @@ def spark_safe(table: pa.Table) -> pa.Table:
             typ = pa.int64()
         fields.append(pa.field(f.name, typ, f.nullable))
     return table.cast(pa.schema(fields))
+
+
+def _partition_values(spec: TableSpec, rows: pa.Table) -> str | None:
+    """A file pruning predicate keeping the partitions ``rows`` fall in (None: not partitioned)."""
+    parts = []
+    for column in spec.partition_by:
+        values = pyarrow.compute.unique(rows.column(column)).drop_null().to_pylist()
+        literals = ", ".join(f"'{v.isoformat()}'" if hasattr(v, "isoformat") else repr(v) for v in values)
+        parts.append(f"{column} IN ({literals})" if values else "false")
+    return " AND ".join(parts) or None
+
+
+def _changes(source: pa.Table, held: pa.Table, spec: TableSpec) -> pa.Table:
+    """The rows of merge ``source`` that change a table holding ``held`` (its rows at least at the
+    source's keys): tombstones of held keys, rows of keys not held, and rows whose values differ as
+    :func:`~margin_pipeline.store.base.differs_sql` says (doubles beyond :data:`FLOAT_TOLERANCE`,
+    other columns IS DISTINCT FROM)."""
+    pc = pyarrow.compute
+    key, values = list(spec.key), list(spec.value_columns)
+    row, present = "__source_row", "__held"
+    left = source.append_column(row, pa.array(range(source.num_rows), pa.int64()))
+    right = held.select(key + values).rename_columns(key + [f"{c}{present}" for c in values])
+    right = right.append_column(present, pa.array([True] * held.num_rows, pa.bool_()))
+    joined = left.join(right, key, join_type="left outer")
+    is_held = pc.is_valid(joined.column(present))
+    differs = pa.array([False] * joined.num_rows, pa.bool_())
+    for column in values:
+        new, old = joined.column(column), joined.column(f"{column}{present}")
+        one_null = pc.not_equal(pc.is_null(new), pc.is_null(old))
+        if pa.types.is_floating(spec.schema.field(column).type):
+            apart = pc.greater(pc.abs(pc.subtract(new, old)), FLOAT_TOLERANCE)
+        else:
+            apart = pc.not_equal(new, old)
+        differs = pc.or_(differs, pc.or_(one_null, pc.fill_null(apart, False)))
+    delete = joined.column(DELETE_FLAG)
+    keep = pc.if_else(delete, is_held, pc.or_(pc.invert(is_held), differs))
+    return source.take(pc.filter(joined.column(row), keep))
 
 
 #: Arrow up to this size goes to the engine inline, in the query plan; larger data is staged as a
@@ -240,8 +279,11 @@ class DeltaRsStore(DeltaStore):
         into: a process that had read through it could abort as it exited ("terminate called
         without an active exception", status 134; 7 of 200 runs of ``margin-pipeline summary``
         under load, 0 of 200 with Arrow's filesystem: README, "Clean exits")."""
+        return self._dataset(self._existing(spec, version), spec, where)
+
+    def _dataset(self, table: DeltaTable, spec: TableSpec, where: str | None) -> Any:
         filesystem, path = pa.fs.FileSystem.from_uri(self.uri(spec))
-        return self._existing(spec, version).to_pyarrow_dataset(
+        return table.to_pyarrow_dataset(
             file_pruning_predicate=where, filesystem=pa.fs.SubTreeFileSystem(path, filesystem)
         )
 
@@ -285,11 +327,22 @@ class DeltaRsStore(DeltaStore):
         sql = merge_predicates(spec)
 
         def write(table: DeltaTable) -> dict[str, Any]:
+            # Only the rows that change the table, found against its rows at the version written on
+            # (read again on a retry), so the MERGE updates every matched row it is given. delta-rs
+            # evaluates merge_predicates' "values differ" condition, which compares target with
+            # source columns, at ~50 us a matched row: 7.8 s for the 192k rows of a day's volumes at
+            # 1,000 meters, against 0.2 s for the same MERGE updating unconditionally.
+            held = self._dataset(table, spec, _partition_values(spec, rows))
+            changes = _changes(
+                rows, spark_safe(held.to_table(columns=spec.schema.names)).cast(spec.schema), spec
+            )
+            if changes.num_rows == 0:
+                return {}
             return (
-                _merger(table, rows, sql["join"], commit_info)
+                _merger(table, changes, sql["join"], commit_info)
                 .when_matched_delete(predicate=sql["delete"])
                 .when_matched_update(
-                    updates={c: f"s.{c}" for c in spec.value_columns}, predicate=sql["update"]
+                    updates={c: f"s.{c}" for c in spec.value_columns}, predicate=f"NOT s.{DELETE_FLAG}"
                 )
                 .when_not_matched_insert(
                     updates={c: f"s.{c}" for c in spec.schema.names}, predicate=sql["insert"]
@@ -298,6 +351,8 @@ class DeltaRsStore(DeltaStore):
             )
 
         metrics = self._committing(spec, write)
+        if not metrics:  # nothing to change: no commit
+            return MergeOutcome(version=self._existing(spec).version())
         return MergeOutcome(
             version=self._existing(spec).version(),
             inserted=metrics["num_target_rows_inserted"],
