@@ -189,7 +189,10 @@ def merge_predicates(spec: TableSpec, *, source: str = "s", target: str = "t") -
     """SQL for the MERGE both engines run: join on key, delete tombstones, update when a
     value differs (doubles beyond :data:`FLOAT_TOLERANCE`), insert new non-tombstones.
 
-    The text is valid in DataFusion (delta-rs) and Spark SQL alike.
+    The text is valid in DataFusion (delta-rs) and Spark SQL alike. Delta on Spark evaluates
+    ``update`` itself; delta-rs is slow at it (a condition comparing target with source columns), so
+    :meth:`DeltaRsStore.merge <margin_pipeline.store.delta_rs.DeltaRsStore.merge>` applies the same
+    rule in Arrow and gives delta-rs only the rows that change the table.
     """
     join = " AND ".join(f"{target}.{k} = {source}.{k}" for k in spec.key)
     differs = differs_sql(spec, {c: f"{source}.{c}" for c in spec.value_columns}, target)
