@@ -857,12 +857,15 @@ CLI_RUN = [str(REPO_ROOT / ".venv" / "bin" / "margin-pipeline"), "run"]
 
 def run_until_a_child_starts(home: Path, env: dict[str, str], out: Any) -> subprocess.Popen:
     """``margin-pipeline run`` started in the background (its output to ``out``), returned once the
-    parent's settlement child is running."""
+    parent's settlement child is running. The instance is opened here only once the CLI has said it
+    started its daemon, so it was created by then: two processes creating a new SQLite instance at
+    once can both try to create its tables ("table alembic_version already exists")."""
+    env = {**env, "PYTHONUNBUFFERED": "1"}  # its lines reach ``out`` as printed
     process = subprocess.Popen(CLI_RUN, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while True:
         assert process.poll() is None and time.monotonic() < deadline, "no child run started"
-        if (home / "dagster.yaml").exists():
+        if "dagster-daemon: " in Path(out.name).read_text(errors="replace"):
             with _instance(home) as instance:
                 running = dg.RunsFilter(job_name="settlement_stream", statuses=[dg.DagsterRunStatus.STARTED])
                 if instance.get_runs(filters=running):
@@ -900,7 +903,8 @@ def test_every_process_killed_mid_chain_then_run_again_finishes_it(
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's dagster.yaml reads both
     monkeypatch.setenv(POSTGRES_URL_ENV, url)
-    first = run_until_a_child_starts(home, env, subprocess.DEVNULL)
+    with (home.parent / "first.out").open("w") as out:
+        first = run_until_a_child_starts(home, env, out)
     try:
         killed = time.time()
         for pid in processes_of(str(home)) or []:
