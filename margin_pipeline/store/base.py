@@ -15,7 +15,7 @@ needed (the run type of a restated date).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +183,17 @@ class DeltaStore(dg.ConfigurableResource):
     @abstractmethod
     def restore(self, spec: TableSpec, version: int) -> None:
         """Restore the table to an earlier version (a new commit)."""
+
+
+def sql_in(column: str, values: Iterable[Any]) -> str:
+    """SQL predicate: ``column`` holds one of ``values`` (dates, strings or numbers), ``false`` when
+    there are none. The same text filters rows on every engine and prunes files in delta-rs."""
+    literals = sorted({f"'{v.isoformat()}'" if hasattr(v, "isoformat") else _literal(v) for v in values})
+    return f"{column} IN ({', '.join(literals)})" if literals else "false"
+
+
+def _literal(value: Any) -> str:
+    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else repr(value)
 
 
 def merge_predicates(spec: TableSpec, *, source: str = "s", target: str = "t") -> dict[str, str]:

@@ -47,6 +47,7 @@ from margin_pipeline.store.base import (
     merge_predicates,
     merge_source_schema,
     replace_rows,
+    sql_in,
     to_arrow,
 )
 
@@ -90,11 +91,10 @@ def spark_safe(table: pa.Table) -> pa.Table:
 
 def _partition_values(spec: TableSpec, rows: pa.Table) -> str | None:
     """A file pruning predicate keeping the partitions ``rows`` fall in (None: not partitioned)."""
-    parts = []
-    for column in spec.partition_by:
-        values = pyarrow.compute.unique(rows.column(column)).drop_null().to_pylist()
-        literals = ", ".join(f"'{v.isoformat()}'" if hasattr(v, "isoformat") else repr(v) for v in values)
-        parts.append(f"{column} IN ({literals})" if values else "false")
+    parts = [
+        sql_in(column, pyarrow.compute.unique(rows.column(column)).drop_null().to_pylist())
+        for column in spec.partition_by
+    ]
     return " AND ".join(parts) or None
 
 

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from margin_pipeline.contracts.feeds import RUN_RANK, RUN_TYPES, Kind
 from margin_pipeline.contracts.validation import LINE, FileRejected, LandingFile
 from margin_pipeline.store import MergeOutcome
-from margin_pipeline.store.base import DeltaStore, tombstones, with_delete_flag
+from margin_pipeline.store.base import DeltaStore, sql_in, tombstones, with_delete_flag
 from margin_pipeline.substrate.tables import PUBLICATION_RUNS, SUBSTRATE
 
 
@@ -125,7 +125,7 @@ def _apply_publications(store: DeltaStore, landing: LandingFile, commit_info: di
         }
     )
     publish = rows.join(chosen, ["settlement_date", "run_type"], join_type="inner")
-    held_keys = store.read_arrow(spec, where=_dates_predicate(list(accepted)), columns=list(spec.key))
+    held_keys = store.read_arrow(spec, where=sql_in("settlement_date", accepted), columns=list(spec.key))
     held_keys = held_keys.filter(
         pc.is_in(held_keys.column("settlement_date"), chosen.column("settlement_date"))
     )
@@ -136,10 +136,6 @@ def _apply_publications(store: DeltaStore, landing: LandingFile, commit_info: di
     runs_outcome = store.merge(PUBLICATION_RUNS, with_delete_flag(runs, PUBLICATION_RUNS, False), commit_info)
     published = [f"{day} {run}" for day, run in accepted.items()]
     return Applied(landing.feed.name, landing.num_rows, outcome, published, stale, runs_outcome)
-
-
-def _dates_predicate(dates: list[dt.date]) -> str:
-    return "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(dates)) + ")"
 
 
 def _held_ranks(store: DeltaStore, landing: LandingFile, dates: list[dt.date]) -> dict[dt.date, int]:

@@ -9,6 +9,7 @@ import pytest
 from margin_pipeline.contracts.calendar import period_start_utc, periods_in_day
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import HH_REVENUE
+from margin_pipeline.orchestration.runs import by_source
 from margin_pipeline_tests.helpers import csv, metadata_of, read
 
 hh_revenue_asset = ASSETS["hh_revenue"]
@@ -144,3 +145,32 @@ def test_autumn_clock_change_day_needs_fifty_rates(publish, materialize, store) 
     rows = read(store, HH_REVENUE)
     assert len(rows) == 50
     assert at(rows, 50)["revenue_gbp"] == pytest.approx(0.1 * 20 / 100 / 1.05 + 0.5 / 1.05 / 50, abs=1e-12)
+
+
+def test_a_restated_date_and_a_new_date_read_their_own_rates_not_those_between(
+    publish, materialize, store
+) -> None:
+    """One publication restates an old date and brings a new one: the run reads the rate files of those
+    two dates (and the long-lived STANDARD row), not those of the days between them."""
+    between, new = DAY + dt.timedelta(days=5), DAY + dt.timedelta(days=10)
+    publish(BASE)  # DAY's rates and the STANDARD row in one file: 49 rows
+    publish(
+        {
+            "tariff_rates": csv(RATES, *hh_rates(between, {})),
+            "settlement_volumes": csv(VOLUMES, *volumes(HH, between, {})),
+        }
+    )
+    publish({"tariff_rates": csv(RATES, *hh_rates(new, {}, default=30.0))})
+    assert materialize([hh_revenue_asset]).success
+    restated_and_new = csv(VOLUMES, *volumes(HH, DAY, {35: 0.5}, run="R1"), *volumes(HH, new, {}))
+    publish({"settlement_volumes": restated_and_new})
+    result = materialize([hh_revenue_asset])
+    meta = metadata_of(result, ["gold", "hh_revenue"])
+    assert meta["mode"] == "incremental"
+    assert by_source(meta, "snapshot_rows")["tariff_rates"] == 49 + 48  # not + between's 48
+    rows = read(store, HH_REVENUE)
+    assert {str(r["settlement_date"]) for r in rows} == {str(DAY), str(between), str(new)}
+    restated = at([r for r in rows if r["settlement_date"] == DAY], 35)
+    assert restated["revenue_gbp"] == pytest.approx(0.5 * 42.0 / 100 / 1.05 + 0.5 / 1.05 / 48, abs=1e-12)
+    [new_row] = [r for r in rows if str(r["settlement_date"]) == str(new) and r["settlement_period"] == 1]
+    assert new_row["unit_rate_p_per_kwh"] == 30.0

@@ -159,7 +159,7 @@ def margins(
         volumes = volumes.join(ours.select("mpan_core").distinct(), "mpan_core", "left_semi")
     metering_points = state.snapshot("metering_points")
     tariffs = state.snapshot("tariffs")
-    rates = state.snapshot("tariff_rates", where=validity_overlaps(first, last))
+    rates = state.snapshot("tariff_rates", where=validity_overlaps((first, last)))
     prices = state.snapshot("prices", where=on_days)
     cost = settlement_cost(with_run(state, volumes), metering_points, prices, state.snapshot("charges"))
     revenue = hh_revenue(volumes, metering_points, agreements, tariffs, rates, (first, last))

@@ -29,8 +29,15 @@ from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.shared.changes import changed_keys, union_all
 from margin_pipeline.streams.shared.fanout import supply_ranges
 from margin_pipeline.streams.shared.quality import LEDGER_CHECKS
-from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun, dates_in, volume_runs
-from margin_pipeline.streams.shared.tariffs import date_bounds, validity_overlaps
+from margin_pipeline.streams.shared.runner import (
+    Source,
+    StreamOutput,
+    StreamRun,
+    dates_in,
+    settlement_dates,
+    volume_runs,
+)
+from margin_pipeline.streams.shared.tariffs import date_runs, validity_overlaps
 from margin_pipeline.streams.shared.volumes import in_ranges, range_predicate
 from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
 
@@ -68,10 +75,11 @@ def plan_ledger(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
         days = _touched_days(run, changes, metering_points, agreements)
         held = run.output_rows(DAY_LEDGER, dates_in(days)).join(days, DAY, "left_semi").cache()
         tallied = add_tallies(held, tally_changes(changes, held)).cache()
-    bounds = date_bounds(tallied)
-    if bounds is None:
+    dates = settlement_dates(tallied)
+    if not dates:
         return run.empty(DAY_LEDGER), days
-    rates = run.snapshot("tariff_rates", where=validity_overlaps(*bounds))
+    rates = run.snapshot("tariff_rates", where=validity_overlaps(*date_runs(dates)))
+    bounds = (dates[0], dates[-1])
     ledger = day_ledger(tallied, metering_points, agreements, tariffs, rates, volume_runs(run), bounds)
     return ledger, days
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from margin_pipeline.store import ChangeFeed, MergeOutcome, StaleWatermarkError, TableSpec
-from margin_pipeline.store.base import DeltaStore
+from margin_pipeline.store.base import DeltaStore, sql_in
 from margin_pipeline.streams.shared.changes import changed_keys, latest_state, union_all
 from margin_pipeline.streams.shared.quality import Check, CheckOutcome, CheckScope, run_checks
 from margin_pipeline.streams.shared.rollback import Rollback, recover, rollback
@@ -294,14 +294,17 @@ def _date_predicate(scope: DataFrame | None) -> str | None:
     """Partition filter over the settlement dates in ``scope`` (None: no pruning)."""
     if scope is None or "settlement_date" not in scope.columns:
         return None
-    return in_dates([r[0] for r in scope.select("settlement_date").distinct().collect()])
+    return in_dates(settlement_dates(scope))
 
 
-def in_dates(days: Sequence[dt.date]) -> str:
-    """SQL predicate selecting the settlement dates ``days`` (none when empty)."""
-    if not days:
-        return "settlement_date IN ('1900-01-01')"
-    return "settlement_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(days)) + ")"
+def settlement_dates(frame: DataFrame) -> list[dt.date]:
+    """The distinct ``settlement_date`` values of ``frame``, ascending (empty when ``frame`` is)."""
+    return sorted(row[0] for row in frame.select("settlement_date").distinct().collect())
+
+
+def in_dates(days: Iterable[dt.date]) -> str:
+    """SQL predicate selecting the settlement dates ``days`` (``false`` when there are none)."""
+    return sql_in("settlement_date", days)
 
 
 def volume_runs(run: Snapshots) -> DataFrame:

@@ -10,6 +10,7 @@ MONTHLY unit rates). Both are equi-joins afterwards.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -116,17 +117,29 @@ def pence_ex_vat_to_gbp(pence):
     return pence / 100 / VAT_DIVISOR
 
 
-def date_bounds(frame: DataFrame) -> tuple[dt.date, dt.date] | None:
-    """First and last ``settlement_date`` in ``frame`` (None when empty)."""
-    row = frame.agg(F.min("settlement_date"), F.max("settlement_date")).first()
-    return None if row is None or row[0] is None else (row[0], row[1])
+def date_runs(days: Sequence[dt.date], gap: int = 3) -> list[tuple[dt.date, dt.date]]:
+    """Ascending ``days`` as ranges ``(first, last)``, one per run of days less than ``gap`` days
+    apart (so the margins of :func:`validity_overlaps` around neighbouring ranges never overlap)."""
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in days:
+        if runs and (day - runs[-1][1]).days <= gap:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
-def validity_overlaps(first_day: dt.date, last_day: dt.date) -> str:
-    """SQL predicate: rate rows whose UTC validity can touch local dates ``first_day..last_day``.
+def validity_overlaps(*ranges: tuple[dt.date, dt.date]) -> str:
+    """SQL predicate: rate rows whose UTC validity can touch a local date of one of ``ranges``
+    (``(first_day, last_day)`` each, inclusive).
 
     A day's margin on either side covers the UTC offset; usable for file pruning and as a filter.
+    An incremental run gives the ranges of the dates it touches (:func:`date_runs`), so the rates of
+    the days between a restated date and the new date are not read.
     """
-    lo = (first_day - dt.timedelta(days=1)).isoformat()
-    hi = (last_day + dt.timedelta(days=2)).isoformat()
-    return f"valid_to > '{lo}T00:00:00Z' AND valid_from < '{hi}T00:00:00Z'"
+    terms = []
+    for first_day, last_day in ranges:
+        lo = (first_day - dt.timedelta(days=1)).isoformat()
+        hi = (last_day + dt.timedelta(days=2)).isoformat()
+        terms.append(f"(valid_to > '{lo}T00:00:00Z' AND valid_from < '{hi}T00:00:00Z')")
+    return " OR ".join(terms)
