@@ -36,6 +36,9 @@ from margin_pipeline.substrate.versions import latest_substrate_version, resolve
 
 WORKSPACE = REPO_ROOT / "workspace.yaml"
 DAEMONS_NEEDED = ("SENSOR", "QUEUED_RUN_COORDINATOR")
+#: How often :func:`follow_chain` looks at the runs: ``margin-pipeline run`` returns this long after
+#: ``hh_margin`` is published, at most.
+FOLLOW_POLL_SECONDS = 0.5
 HEARTBEAT_FRESH_SECONDS = 45  # the daemon beats every 30 s
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
@@ -297,6 +300,7 @@ def follow_chain(
     deadline = time.monotonic() + timeout
     idle_since: float | None = None
     last = ""
+    looked_at: tuple[tuple[str, dg.DagsterRunStatus], ...] | None = None
     while True:
         each_poll()
         runs = list(reversed(instance.get_runs(filters=dg.RunsFilter(created_after=_utc(since)))))
@@ -315,7 +319,12 @@ def follow_chain(
                 f"{first.job} run {first.run_id} failed: {first.error}",
                 [report(instance, r.run_id) for r in runs],
             )
-        done, waiting_on = chain_state(root)
+        # The lake moves on only as runs end: while some run is active, read it again only when a
+        # run's status changed (a few Delta log reads; the run records are read every poll).
+        statuses = tuple((r.run_id, r.status) for r in runs)
+        if not active or statuses != looked_at:
+            done, waiting_on = chain_state(root)
+            looked_at = statuses
         if done and not active:
             return ChainOutcome(True, waiting_on, [report(instance, r.run_id) for r in runs])
         status = f"{len(runs)} run(s), {len(active)} active; {waiting_on}"
@@ -335,7 +344,7 @@ def follow_chain(
                 f"timed out after {timeout:.0f} s: {waiting_on}",
                 [report(instance, r.run_id) for r in runs],
             )
-        time.sleep(2)
+        time.sleep(FOLLOW_POLL_SECONDS)
 
 
 def _utc(timestamp: float):

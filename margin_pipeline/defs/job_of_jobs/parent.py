@@ -42,7 +42,9 @@ from margin_pipeline.streams.shared.sla import PARENT_MAX_RUNTIME
 from margin_pipeline.streams.shared.stream import Stream
 from margin_pipeline.substrate.versions import resolve_pin
 
-POLL_SECONDS = 1.0
+#: How often a parent step looks at its child's run record (one indexed SQLite or PostgreSQL read):
+#: the next child starts this much after the last one ended, at most.
+POLL_SECONDS = 0.25
 
 
 class _PinConfig(dg.Config):
