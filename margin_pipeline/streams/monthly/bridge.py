@@ -50,8 +50,15 @@ from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, ta
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.settlement.rules import settlement_cost
 from margin_pipeline.streams.shared.changes import union_all
-from margin_pipeline.streams.shared.runner import VOLUMES, Source, StreamRun, in_dates, volume_runs
-from margin_pipeline.streams.shared.tariffs import validity_overlaps
+from margin_pipeline.streams.shared.runner import (
+    VOLUMES,
+    Source,
+    StreamRun,
+    in_dates,
+    settlement_dates,
+    volume_runs,
+)
+from margin_pipeline.streams.shared.tariffs import date_runs, validity_overlaps
 from margin_pipeline.streams.shared.volumes import with_run
 from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
 from margin_pipeline.substrate.versions import resolve_pin
@@ -159,7 +166,10 @@ def margins(
         volumes = volumes.join(ours.select("mpan_core").distinct(), "mpan_core", "left_semi")
     metering_points = state.snapshot("metering_points")
     tariffs = state.snapshot("tariffs")
-    rates = state.snapshot("tariff_rates", where=validity_overlaps((first, last)))
+    rates = state.snapshot(
+        "tariff_rates",
+        where=validity_overlaps(*date_runs(days.dates) if days is not None else [(first, last)]),
+    )
     prices = state.snapshot("prices", where=on_days)
     cost = settlement_cost(with_run(state, volumes), metering_points, prices, state.snapshot("charges"))
     revenue = hh_revenue(volumes, metering_points, agreements, tariffs, rates, (first, last))
@@ -264,7 +274,7 @@ def record_movement(
     if ledger_range is not None:
         ledger = store.read_changes(spark, DAY_LEDGER, *ledger_range).frame
         keys = ledger.select("mpan_core", "settlement_date").distinct().cache()
-        days = Days(keys, sorted(r[0] for r in keys.select("settlement_date").distinct().collect()))
+        days = Days(keys, settlement_dates(keys))
     rows, read = explain(spark, store, n0, n1, months, moved, run_id, days)
     store.ensure_table(MARGIN_BRIDGE)
     held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {n1}")  # a retried commit's rows
