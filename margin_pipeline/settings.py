@@ -8,7 +8,10 @@ applied (kept, never deleted), ``lake/`` Delta tables (``substrate/``, ``gold/``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -61,10 +64,42 @@ def prepare_dagster_home(root: Path) -> Path:
     never in the source tree, while ``dagster.yaml`` stays a single versioned file: linked as
     it is (SQLite, the default), or, when ``$DAGSTER_PG_URL`` is set, written with its storage
     switched to that PostgreSQL database (the URL, password included, stays in the
-    environment: the file names the variable, never its value).
+    environment: the file names the variable, never its value). The instance's storage is created
+    here too, under a lock on ``<root>/dagster/.prepare.lock``, so processes preparing the same
+    new home at once take turns.
     """
     home = root / "dagster"
     home.mkdir(parents=True, exist_ok=True)
+    with _exclusive(home / PREPARE_LOCK):
+        _link_config(home)
+        os.environ["DAGSTER_HOME"] = str(home)
+        os.environ.setdefault(ROOT_ENV, str(root))
+        # Create (or migrate) the instance's storage here, one process at a time: two processes
+        # opening a new SQLite instance at once (`make ui` started beside `margin-pipeline run`) both
+        # create its tables, and one fails ("table alembic_version already exists") or both record a
+        # schema version, leaving an instance that no process can open again ("more than one head").
+        with dg.DagsterInstance.get():
+            pass
+    return home
+
+
+#: The file whose lock :func:`prepare_dagster_home` holds while it prepares an instance home.
+PREPARE_LOCK = ".prepare.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block; others wait for it."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _link_config(home: Path) -> None:
+    """``home/dagster.yaml``: the repo's file linked, or rendered for ``$DAGSTER_PG_URL``."""
     config = home / "dagster.yaml"
     source = REPO_ROOT / "dagster.yaml"
     if os.environ.get(POSTGRES_URL_ENV):
@@ -78,6 +113,3 @@ def prepare_dagster_home(root: Path) -> Path:
     elif source.exists() and not (config.is_symlink() and config.resolve() == source.resolve()):
         config.unlink(missing_ok=True)  # none yet, or a PostgreSQL rendering: back to the default
         config.symlink_to(source)
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ.setdefault(ROOT_ENV, str(root))
-    return home

@@ -70,3 +70,48 @@ def test_a_killed_driver_leaves_no_daemon_and_no_trusted_heartbeat(tmp_path: Pat
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+PREPARER = """
+import sys, time
+from pathlib import Path
+import dagster as dg
+from margin_pipeline.settings import prepare_dagster_home
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+prepare_dagster_home(Path(sys.argv[1]))
+with dg.DagsterInstance.get() as instance:
+    instance.get_runs(limit=1)
+"""
+
+
+def test_processes_preparing_a_new_instance_at_once_all_open_it(tmp_path: Path) -> None:
+    """`make ui` and `margin-pipeline run` started together on a new data root: every process that
+    prepares the instance home at the same moment opens the instance, and it opens afterwards too
+    (without the lock, 4 of 5 tries failed with 3 processes, and the instance was left unopenable:
+    "more than one head present" in its schema version table)."""
+    root = tmp_path / "root"
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_XDIST_WORKER")}
+    start = time.time() + 3.0  # every process imported what it needs by then
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PREPARER, str(root), str(start)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.communicate(timeout=120)[1][-1500:], p.returncode) for p in processes]
+    assert all(code == 0 for _, code in outcomes), outcomes
+    again = subprocess.run(
+        [sys.executable, "-c", PREPARER, str(root), "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr[-1500:]
