@@ -21,7 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from margin_pipeline.settings import REPO_ROOT, ROOT_ENV, DataRoot, default_root, prepare_dagster_home
+from margin_pipeline.settings import (
+    REPO_ROOT,
+    ROOT_ENV,
+    DataRoot,
+    FileLock,
+    default_root,
+    prepare_dagster_home,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +112,14 @@ def _ui(root: Path, port: int) -> int:
     engine = _engine_or_exit()
     if engine is None:
         return 2
-    prepare_dagster_home(root)
+    from margin_pipeline.orchestration.drive import DAEMON_LOCK
+
+    home = prepare_dagster_home(root)
+    # `dagster dev` runs a daemon: not while another one serves the instance (the lock's holder).
+    lock = FileLock(home / DAEMON_LOCK)
+    if not lock.acquire(blocking=False):
+        print(f"waiting for {lock.holder()} to end: its daemon serves this instance", flush=True)
+        lock.acquire()
     with shared_engine(engine) as url:
         print(f"engine: {engine}" + (f", serving every run at {url}" if url else ""), flush=True)
         process = subprocess.Popen(ui_command(port))

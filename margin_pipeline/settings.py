@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -70,7 +71,7 @@ def prepare_dagster_home(root: Path) -> Path:
     """
     home = root / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    with _exclusive(home / PREPARE_LOCK):
+    with FileLock(home / PREPARE_LOCK):
         _link_config(home)
         os.environ["DAGSTER_HOME"] = str(home)
         os.environ.setdefault(ROOT_ENV, str(root))
@@ -87,15 +88,47 @@ def prepare_dagster_home(root: Path) -> Path:
 PREPARE_LOCK = ".prepare.lock"
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) for the block; others wait for it."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+class FileLock:
+    """An exclusive ``flock`` on a file (created if missing), held until :meth:`release` or the
+    holding process's exit, however it exits. The holder writes its pid and command into the file,
+    so a process that finds it held can say who holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: Any = None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (waiting for it when ``blocking``); False if another process holds it."""
+        handle = self.path.open("a+")
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
+        handle.flush()
+        self._handle = handle
+        return True
+
+    def holder(self) -> str:
+        """Who holds (or last held) the lock, as it wrote itself down."""
+        with contextlib.suppress(OSError):
+            return self.path.read_text().strip() or "another process"
+        return "another process"
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _link_config(home: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import dagster as dg
 
 from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
-from margin_pipeline.settings import REPO_ROOT, DataRoot
+from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.progress import stream_progress
 from margin_pipeline.streams.registry import STREAMS
@@ -105,18 +105,52 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+#: In ``$DAGSTER_HOME``: held by the process whose daemon serves the instance (``margin-pipeline
+#: run`` that started one, ``margin-pipeline ui`` for ``dagster dev``'s), so no second daemon starts.
+DAEMON_LOCK = "daemon.lock"
+
+
 class Daemon:
     """The daemon serving the instance for a ``with daemon(...)`` block: one this block started (and
-    looks after), or one that already ran (``dagster dev``, ``make ui``: not ours to look after)."""
+    looks after), or one that already ran (``dagster dev``, ``make ui``, another ``margin-pipeline
+    run``: not ours to look after, until it stops while we still need one).
+
+    Two daemons on one instance would both dequeue the same runs and launch each twice. Whoever
+    starts one holds :data:`DAEMON_LOCK` while it runs; a block that finds the lock held waits for
+    its holder's daemon to serve the instance and uses it."""
 
     #: Restarts after which a daemon that keeps exiting is an error, not bad luck.
     MAX_RESTARTS = 3
+    #: How long a block that found the lock held waits for its holder's daemon to beat.
+    HOLDER_START_SECONDS = 60
 
-    def __init__(self, instance: dg.DagsterInstance, log: Path, started: bool) -> None:
-        self.instance, self.log, self.started = instance, log, started
-        self.process: subprocess.Popen[bytes] | None = self._spawn() if started else None
+    def __init__(self, instance: dg.DagsterInstance, log: Path) -> None:
+        self.instance, self.log = instance, log
+        self.lock = FileLock(Path(instance.root_directory) / DAEMON_LOCK)
+        self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.exited_groups: list[int] = []  # process groups of daemons that died: their code servers
+        self.started = self._start_unless_served()
+
+    def _start_unless_served(self) -> bool:
+        """Start a daemon unless one serves the instance or its lock holder is starting one; True
+        when started here."""
+        deadline = time.monotonic() + self.HOLDER_START_SECONDS
+        while True:
+            if self.lock.acquire(blocking=False):
+                if daemon_running(self.instance):  # not started through margin-pipeline (`dagster dev`)
+                    self.lock.release()
+                    return False
+                self.process = self._spawn()
+                return True
+            if daemon_running(self.instance):
+                return False
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self.lock.holder()} holds {self.lock.path}, yet no daemon has served the "
+                    f"instance for {self.HOLDER_START_SECONDS} s"
+                )
+            time.sleep(0.5)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)]
@@ -132,8 +166,14 @@ class Daemon:
             )
 
     def restart_if_exited(self) -> str | None:
-        """Start our daemon again if it has exited (killed, the OOM killer); returns what happened."""
-        if self.process is None or self.process.poll() is None:
+        """Start our daemon again if it has exited (killed, the OOM killer), or one of ours if the
+        one we used has stopped (its owner ended); returns what happened."""
+        if self.process is None:
+            if daemon_running(self.instance):
+                return None
+            self.started = self._start_unless_served()
+            return "the daemon this run used has stopped: started one" if self.started else None
+        if self.process.poll() is None:
             return None
         status = self.process.returncode
         if self.restarts >= self.MAX_RESTARTS:
@@ -160,12 +200,13 @@ class Daemon:
             self.process.wait()
         # Its last heartbeats would make the next call think a daemon still serves the instance.
         self.instance.wipe_daemon_heartbeats()
+        self.lock.release()
 
 
 @contextlib.contextmanager
 def daemon(instance: dg.DagsterInstance, log: Path) -> Iterator[Daemon]:
     """A daemon serving ``instance`` for the duration: the running one, else one started here."""
-    served = Daemon(instance, log, started=not daemon_running(instance))
+    served = Daemon(instance, log)
     try:
         yield served
     finally:

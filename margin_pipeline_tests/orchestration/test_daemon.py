@@ -115,3 +115,38 @@ def test_processes_preparing_a_new_instance_at_once_all_open_it(tmp_path: Path) 
         text=True,
     )
     assert again.returncode == 0, again.stderr[-1500:]
+
+
+def test_two_runs_started_together_share_one_daemon_and_each_run_has_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`margin-pipeline run` twice at once on the same data root (two terminals, an overlapping
+    cron): one starts the daemon, the other uses it. Two daemons would each dequeue the same runs and
+    launch them twice: before the daemon lock, a monthly run ran in two workers and one failed
+    ("another run consumed this range"), failing the chain for both commands."""
+    root = tmp_path / "root"
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "PYTEST_XDIST_WORKER")}
+    env |= {"MARGIN_PIPELINE_ROOT": str(root), "RUST_LOG": "error"}
+    cli = str(Path(sys.executable).parent / "margin-pipeline")
+    generated = subprocess.run(
+        [cli, "generate", "--meters", "12", "--days", "3", "--seed", "7"], env=env, capture_output=True
+    )
+    assert generated.returncode == 0, generated.stderr[-1500:]
+    runs = [
+        subprocess.Popen([cli, "run"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [(p.communicate(timeout=600)[0], p.returncode) for p in runs]
+    assert all(code == 0 for _, code in outputs), [out[-2000:] for out, _ in outputs]
+    started = sorted("started for this run" in out for out, _ in outputs)
+    assert started == [False, True], [out[:300] for out, _ in outputs]  # one daemon, used by both
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster"))
+    with dg.DagsterInstance.get() as instance:
+        workers = {
+            f"{r.job_name} {r.run_id[:8]}": sum(
+                (e.message or "").startswith("Started process for run")
+                for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+            )
+            for r in instance.get_runs()
+        }
+    assert len(workers) == 6 and set(workers.values()) == {1}, workers
