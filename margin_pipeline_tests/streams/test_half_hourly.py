@@ -10,6 +10,8 @@ from margin_pipeline.contracts.calendar import period_start_utc, periods_in_day
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import HH_REVENUE
 from margin_pipeline.orchestration.runs import by_source
+from margin_pipeline.streams.shared.tariffs import validity_overlaps
+from margin_pipeline.substrate.tables import SUBSTRATE
 from margin_pipeline_tests.helpers import csv, metadata_of, read
 
 hh_revenue_asset = ASSETS["hh_revenue"]
@@ -174,3 +176,11 @@ def test_a_restated_date_and_a_new_date_read_their_own_rates_not_those_between(
     assert restated["revenue_gbp"] == pytest.approx(0.5 * 42.0 / 100 / 1.05 + 0.5 / 1.05 / 48, abs=1e-12)
     [new_row] = [r for r in rows if str(r["settlement_date"]) == str(new) and r["settlement_period"] == 1]
     assert new_row["unit_rate_p_per_kwh"] == 30.0
+
+
+def test_no_date_ranges_select_no_rate_files(publish, store) -> None:
+    """A run with no touched dates (the margin bridge when no ledger day changed) prunes every rate
+    file, rather than handing delta-rs an empty predicate."""
+    publish(BASE)
+    assert store.read_arrow(SUBSTRATE["tariff_rates"], where=validity_overlaps()).num_rows == 0
+    assert store.row_count(SUBSTRATE["tariff_rates"], where=validity_overlaps()) == 0

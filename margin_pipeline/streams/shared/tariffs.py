@@ -135,11 +135,11 @@ def validity_overlaps(*ranges: tuple[dt.date, dt.date]) -> str:
 
     A day's margin on either side covers the UTC offset; usable for file pruning and as a filter.
     An incremental run gives the ranges of the dates it touches (:func:`date_runs`), so the rates of
-    the days between a restated date and the new date are not read.
+    the days between a restated date and the new date are not read. No ranges: ``false``.
     """
     terms = []
     for first_day, last_day in ranges:
         lo = (first_day - dt.timedelta(days=1)).isoformat()
         hi = (last_day + dt.timedelta(days=2)).isoformat()
         terms.append(f"(valid_to > '{lo}T00:00:00Z' AND valid_from < '{hi}T00:00:00Z')")
-    return " OR ".join(terms)
+    return " OR ".join(terms) or "false"
