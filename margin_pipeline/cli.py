@@ -112,7 +112,7 @@ def _ui(root: Path, port: int) -> int:
     engine = _engine_or_exit()
     if engine is None:
         return 2
-    from margin_pipeline.orchestration.drive import DAEMON_LOCK
+    from margin_pipeline.orchestration.drive import DAEMON_LOCK, daemon_processes
 
     home = prepare_dagster_home(root)
     # `dagster dev` runs a daemon: not while another one serves the instance (the lock's holder).
@@ -120,6 +120,13 @@ def _ui(root: Path, port: int) -> int:
     if not lock.acquire(blocking=False):
         print(f"waiting for {lock.holder()} to end: its daemon serves this instance", flush=True)
         lock.acquire()
+    if others := daemon_processes(str(home)):
+        print(
+            f"error: dagster-daemon process(es) {others} already serve {home} (a `dagster dev` still "
+            "running?): stop them first, or use that UI",
+            file=sys.stderr,
+        )
+        return 2
     with shared_engine(engine) as url:
         print(f"engine: {engine}" + (f", serving every run at {url}" if url else ""), flush=True)
         process = subprocess.Popen(ui_command(port))

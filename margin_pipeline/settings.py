@@ -97,17 +97,20 @@ class FileLock:
         self.path = path
         self._handle: Any = None
 
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock (waiting for it when ``blocking``); False if another process holds it."""
+    def acquire(self, blocking: bool = True, shared: bool = False) -> bool:
+        """Take the lock (waiting for it when ``blocking``); False if another process holds it.
+        A ``shared`` lock is held by any number of processes at once, and keeps out exclusive ones."""
         handle = self.path.open("a+")
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(handle, mode | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.close()
             return False
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
-        handle.flush()
+        if not shared:
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n")
+            handle.flush()
         self._handle = handle
         return True
 
@@ -135,14 +138,20 @@ def _link_config(home: Path) -> None:
     """``home/dagster.yaml``: the repo's file linked, or rendered for ``$DAGSTER_PG_URL``."""
     config = home / "dagster.yaml"
     source = REPO_ROOT / "dagster.yaml"
+    # Replaced in one rename, never removed first: a daemon, code server or run worker opening the
+    # instance meanwhile would find no file and fall back to SQLite without a word.
+    staged = home / f".dagster.yaml.{os.getpid()}"
+    staged.unlink(missing_ok=True)
     if os.environ.get(POSTGRES_URL_ENV):
         import yaml
 
         rendered = yaml.safe_load(source.read_text())
         rendered["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_ENV}}}
-        config.unlink(missing_ok=True)
         header = f"# Rendered from {source}, storage on ${POSTGRES_URL_ENV}.\n"
-        config.write_text(header + yaml.safe_dump(rendered))
+        text = header + yaml.safe_dump(rendered)
+        if config.is_symlink() or not config.exists() or config.read_text() != text:
+            staged.write_text(text)
+            staged.replace(config)
     elif source.exists() and not (config.is_symlink() and config.resolve() == source.resolve()):
-        config.unlink(missing_ok=True)  # none yet, or a PostgreSQL rendering: back to the default
-        config.symlink_to(source)
+        staged.symlink_to(source)  # none yet, or a PostgreSQL rendering: back to the default
+        staged.replace(config)

@@ -108,6 +108,9 @@ def _die_with_parent() -> None:
 #: In ``$DAGSTER_HOME``: held by the process whose daemon serves the instance (``margin-pipeline
 #: run`` that started one, ``margin-pipeline ui`` for ``dagster dev``'s), so no second daemon starts.
 DAEMON_LOCK = "daemon.lock"
+#: In ``$DAGSTER_HOME``: held shared by every ``with daemon(...)`` block while it needs the daemon;
+#: the one that started it takes it exclusively before stopping it, so it waits for the others.
+DAEMON_USERS = "daemon.users"
 
 
 class Daemon:
@@ -116,8 +119,10 @@ class Daemon:
     run``: not ours to look after, until it stops while we still need one).
 
     Two daemons on one instance would both dequeue the same runs and launch each twice. Whoever
-    starts one holds :data:`DAEMON_LOCK` while it runs; a block that finds the lock held waits for
-    its holder's daemon to serve the instance and uses it."""
+    starts one holds :data:`DAEMON_LOCK` while it runs; a block that finds the lock held, or a
+    daemon process of the instance alive, waits for that daemon to serve the instance and uses it.
+    Stopping a daemon stops the runs it launched, so its starter stops it only once no other block
+    uses it (:data:`DAEMON_USERS`)."""
 
     #: Restarts after which a daemon that keeps exiting is an error, not bad luck.
     MAX_RESTARTS = 3
@@ -127,28 +132,31 @@ class Daemon:
     def __init__(self, instance: dg.DagsterInstance, log: Path) -> None:
         self.instance, self.log = instance, log
         self.lock = FileLock(Path(instance.root_directory) / DAEMON_LOCK)
+        self.users = FileLock(Path(instance.root_directory) / DAEMON_USERS)
+        self.users.acquire(shared=True)
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.exited_groups: list[int] = []  # process groups of daemons that died: their code servers
         self.started = self._start_unless_served()
 
     def _start_unless_served(self) -> bool:
-        """Start a daemon unless one serves the instance or its lock holder is starting one; True
-        when started here."""
+        """Start a daemon unless one serves the instance or is starting (its lock held, or a daemon
+        process of the instance alive that has not beaten yet); True when started here."""
+        home = os.environ.get("DAGSTER_HOME", "")
         deadline = time.monotonic() + self.HOLDER_START_SECONDS
         while True:
-            if self.lock.acquire(blocking=False):
-                if daemon_running(self.instance):  # not started through margin-pipeline (`dagster dev`)
-                    self.lock.release()
-                    return False
-                self.process = self._spawn()
-                return True
             if daemon_running(self.instance):
                 return False
+            if not daemon_processes(home) and self.lock.acquire(blocking=False):
+                if not (daemon_running(self.instance) or daemon_processes(home)):  # still none: ours
+                    self.process = self._spawn()
+                    return True
+                self.lock.release()
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"{self.lock.holder()} holds {self.lock.path}, yet no daemon has served the "
-                    f"instance for {self.HOLDER_START_SECONDS} s"
+                    f"no daemon has served the instance for {self.HOLDER_START_SECONDS} s, though "
+                    f"dagster-daemon processes {daemon_processes(home)} of it are alive and "
+                    f"{self.lock.holder()} held {self.lock.path} last"
                 )
             time.sleep(0.5)
 
@@ -188,19 +196,29 @@ class Daemon:
         return f"dagster-daemon exited (status {status}): started again (log {self.log})"
 
     def stop(self) -> None:
+        self.users.release()
         if self.process is None:
             return
-        for group in [*self.exited_groups, self.process.pid]:  # the daemon and its code server
+        if not self.users.acquire(blocking=False):
+            print(f"waiting for the other commands using this daemon (pid {self.process.pid})", flush=True)
+            self.users.acquire()
+        try:
+            self._stop_process(self.process)
+        finally:
+            self.users.release()
+            self.lock.release()
+
+    def _stop_process(self, process: subprocess.Popen[bytes]) -> None:
+        for group in [*self.exited_groups, process.pid]:  # the daemon and its code server
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGTERM)
         try:
-            self.process.wait(timeout=60)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         # Its last heartbeats would make the next call think a daemon still serves the instance.
         self.instance.wipe_daemon_heartbeats()
-        self.lock.release()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from margin_pipeline.orchestration.drive import DAEMONS_NEEDED, daemon_processes, daemon_running
+from margin_pipeline.orchestration.drive import DAEMONS_NEEDED, daemon, daemon_processes, daemon_running
 from margin_pipeline.settings import REPO_ROOT, prepare_dagster_home
 
 pytestmark = pytest.mark.slow
@@ -150,3 +150,87 @@ def test_two_runs_started_together_share_one_daemon_and_each_run_has_one_worker(
             for r in instance.get_runs()
         }
     assert len(workers) == 6 and set(workers.values()) == {1}, workers
+
+
+STOPPER = """
+import sys
+import dagster as dg
+from pathlib import Path
+from margin_pipeline.orchestration.drive import daemon
+with dg.DagsterInstance.get() as instance, daemon(instance, Path("{log}")) as served:
+    print("started" if served.started else "used", flush=True)
+    sys.stdin.readline()  # until told to end its block
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_the_daemons_starter_stops_it_only_once_no_other_command_uses_it(tmp_path: Path, monkeypatch) -> None:
+    """Stopping a daemon stops the runs it launched: the command that started it, ending first (a
+    `margin-pipeline reexecute`, a Ctrl-C), waits for the others using it before it stops it."""
+    home = prepare_dagster_home(tmp_path / "margin")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STOPPER.format(log=home / "daemon.log")],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert starter.stdout is not None and starter.stdin is not None
+        assert starter.stdout.readline().strip() == "started"
+        with dg.DagsterInstance.get() as instance, daemon(instance, home / "daemon.log") as served:
+            assert not served.started, "the second block uses the first one's daemon"
+            [pid] = daemon_processes(str(home)) or [None]
+            starter.stdin.write("\n")
+            starter.stdin.flush()
+            assert "waiting for the other commands" in starter.stdout.readline()
+            time.sleep(3)
+            assert starter.poll() is None and Path(f"/proc/{pid}").exists(), "stopped under a user"
+        assert starter.stdout.readline().strip() == "stopped"
+        assert starter.wait(timeout=90) == 0
+        wait_until(lambda: not daemon_processes(str(home)), 60, "the daemon to stop once nobody uses it")
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_a_daemon_process_not_beating_yet_is_waited_for_not_doubled(tmp_path: Path, monkeypatch) -> None:
+    """A `dagster-daemon` of the instance started outside margin-pipeline (`dagster dev` by hand) that
+    has not written its first heartbeats: a run uses it instead of starting a second daemon, and
+    `margin-pipeline ui` (whose `dagster dev` would start another) refuses, naming it."""
+    root = tmp_path / "margin"
+    home = prepare_dagster_home(root)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MARGIN_PIPELINE_ROOT": str(root)}
+    bare = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: daemon_processes(str(home)) == [bare.pid], 30, "the bare daemon's process")
+        with dg.DagsterInstance.get() as instance:
+            assert not daemon_running(instance), "no heartbeat yet: the case at hand"
+            with daemon(instance, home / "daemon.log") as served:
+                assert not served.started
+                assert daemon_processes(str(home)) == [bare.pid], "one daemon"
+        ui = subprocess.run(
+            [str(Path(sys.executable).parent / "margin-pipeline"), "ui", "--port", "0"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,  # refusing takes seconds; a UI that started would run until killed here
+        )
+        assert ui.returncode == 2 and f"{[bare.pid]} already serve" in ui.stderr, ui.stderr[-1500:]
+    finally:
+        os.killpg(bare.pid, signal.SIGTERM)
+        bare.wait(timeout=60)
