@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,32 @@ def _partition_values(spec: TableSpec, rows: pa.Table) -> str | None:
         for column in spec.partition_by
     ]
     return " AND ".join(parts) or None
+
+
+#: A merge source of more rows than this is compared with the table's rows a few partitions at a
+#: time (:func:`_chunks`): the held rows of a full rebuild, every partition, are never read at once.
+CHANGES_CHUNK_ROWS = 1_000_000
+
+
+def _chunks(rows: pa.Table, spec: TableSpec) -> Iterator[pa.Table]:
+    """``rows`` in pieces of whole partitions of about :data:`CHANGES_CHUNK_ROWS` rows or more each;
+    one piece when there are fewer rows or the table is not partitioned."""
+    if not spec.partition_by or rows.num_rows <= CHANGES_CHUNK_ROWS:
+        yield rows
+        return
+    pc = pyarrow.compute
+    order = pc.sort_indices(rows, sort_keys=[(c, "ascending") for c in spec.partition_by])
+    ordered = rows.select(list(spec.partition_by)).take(order)
+    starts = pa.array([False] * ordered.num_rows, pa.bool_())  # where a new partition begins
+    for column in ordered.columns:
+        differs = pc.fill_null(pc.not_equal(column.slice(1), column.slice(0, len(column) - 1)), True)
+        starts = pc.or_(starts, pa.concat_arrays([pa.array([False]), *differs.chunks]))
+    start = 0
+    for boundary in pc.indices_nonzero(starts).to_pylist():
+        if boundary - start >= CHANGES_CHUNK_ROWS:
+            yield rows.take(order.slice(start, boundary - start))
+            start = boundary
+    yield rows.take(order.slice(start))
 
 
 def _changes(source: pa.Table, held: pa.Table, spec: TableSpec) -> pa.Table:
@@ -281,6 +307,11 @@ class DeltaRsStore(DeltaStore):
         under load, 0 of 200 with Arrow's filesystem: README, "Clean exits")."""
         return self._dataset(self._existing(spec, version), spec, where)
 
+    def _held(self, table: DeltaTable, spec: TableSpec, where: str | None) -> pa.Table:
+        """The rows of ``table`` in the files ``where`` keeps, in the declared schema."""
+        held = self._dataset(table, spec, where).to_table(columns=spec.schema.names)
+        return spark_safe(held).cast(spec.schema)
+
     def _dataset(self, table: DeltaTable, spec: TableSpec, where: str | None) -> Any:
         filesystem, path = pa.fs.FileSystem.from_uri(self.uri(spec))
         return table.to_pyarrow_dataset(
@@ -332,9 +363,11 @@ class DeltaRsStore(DeltaStore):
             # evaluates merge_predicates' "values differ" condition, which compares target with
             # source columns, at ~50 us a matched row: 7.8 s for the 192k rows of a day's volumes at
             # 1,000 meters, against 0.2 s for the same MERGE updating unconditionally.
-            held = self._dataset(table, spec, _partition_values(spec, rows))
-            changes = _changes(
-                rows, spark_safe(held.to_table(columns=spec.schema.names)).cast(spec.schema), spec
+            changes = pa.concat_tables(
+                [
+                    _changes(chunk, self._held(table, spec, _partition_values(spec, chunk)), spec)
+                    for chunk in _chunks(rows, spec)
+                ]
             )
             if changes.num_rows == 0:
                 return {}

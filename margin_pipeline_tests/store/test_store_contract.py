@@ -269,3 +269,38 @@ def test_a_frame_leaves_the_engine_in_the_declared_schema(spark) -> None:
         {"mpan_core": "A", "value": None, "price": 1.0},
         {"mpan_core": "B", "value": 2.5, "price": 2.0},
     ]
+
+
+def test_a_large_merge_is_compared_with_the_table_a_few_partitions_at_a_time(
+    tmp_path: Path, spark, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """delta-rs: a merge source over ``CHANGES_CHUNK_ROWS`` rows (a full rebuild) is compared with the
+    held rows in pieces of whole partitions, so they are never all read at once; the outcome is the
+    same as in one piece."""
+    from margin_pipeline.store import delta_rs
+
+    store = DeltaRsStore(lake_root=str(tmp_path / "lake"))
+    days = [D1 + dt.timedelta(days=i) for i in range(4)]
+    store.merge(SPEC, upsert(*[(m, d, 1.0, None) for d in days for m in ("a", "b", "c")]))
+    pieces: list[set[dt.date]] = []
+    changes = delta_rs._changes
+
+    def counted(source: pa.Table, held: pa.Table, spec: TableSpec) -> pa.Table:
+        pieces.append(set(source.column("day").to_pylist()))
+        assert set(held.column("day").to_pylist()) <= pieces[-1], "held rows of its own partitions only"
+        return changes(source, held, spec)
+
+    monkeypatch.setattr(delta_rs, "CHANGES_CHUNK_ROWS", 5)
+    monkeypatch.setattr(delta_rs, "_changes", counted)
+    # Per day: a unchanged, b changed, c deleted, d new.
+    source = pa.concat_tables(
+        [
+            upsert(*[(m, d, v, None) for d in days for m, v in (("a", 1.0), ("b", 2.0), ("d", 4.0))]),
+            tombstones(pa.table({"meter": ["c"] * 4, "day": pa.array(days, pa.date32())}), SPEC),
+        ]
+    )
+    outcome = store.merge(SPEC, source)
+    assert len(pieces) == 2 and set().union(*pieces) == set(days), pieces  # 16 rows: two days a piece
+    assert (outcome.inserted, outcome.updated, outcome.deleted) == (4, 4, 4)
+    expected = {(m, d): (v, None) for d in days for m, v in (("a", 1.0), ("b", 2.0), ("d", 4.0))}
+    assert snapshot(store, spark) == expected
