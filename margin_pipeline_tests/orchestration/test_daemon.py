@@ -23,15 +23,33 @@ from margin_pipeline.settings import REPO_ROOT, prepare_dagster_home
 
 pytestmark = pytest.mark.slow
 
+#: A command holding a ``daemon(...)`` block: says whether it started the daemon or uses another's,
+#: keeps the block until a line arrives on its stdin, then says it stopped.
 DRIVER = """
-import time
+import sys
 import dagster as dg
 from pathlib import Path
 from margin_pipeline.orchestration.drive import daemon
-with dg.DagsterInstance.get() as instance, daemon(instance, Path("{log}")):
-    print("started", flush=True)
-    time.sleep(600)
+with dg.DagsterInstance.get() as instance, daemon(instance, Path("{log}")) as served:
+    print("started" if served.started else "used", flush=True)
+    sys.stdin.readline()
+print("stopped", flush=True)
 """
+
+
+def start_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, subprocess.Popen[str]]:
+    """A new instance home (this process's too), and a :data:`DRIVER` running on it."""
+    home = prepare_dagster_home(tmp_path / "margin")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER.format(log=home / "daemon.log")],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return home, driver
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -44,17 +62,9 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal and /proc are Linux")
 def test_a_killed_driver_leaves_no_daemon_and_no_trusted_heartbeat(tmp_path: Path, monkeypatch) -> None:
-    home = prepare_dagster_home(tmp_path / "margin")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER.format(log=home / "daemon.log")],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-    )
+    home, driver = start_driver(tmp_path, monkeypatch)
     try:
-        assert driver.stdout is not None and driver.stdout.readline().strip() == b"started"
+        assert driver.stdout is not None and driver.stdout.readline().strip() == "started"
         with dg.DagsterInstance.get() as instance:
             beats = instance.get_daemon_heartbeats
             wait_until(lambda: all(d in beats() for d in DAEMONS_NEEDED), 90, "the daemon's first heartbeats")
@@ -152,33 +162,11 @@ def test_two_runs_started_together_share_one_daemon_and_each_run_has_one_worker(
     assert len(workers) == 6 and set(workers.values()) == {1}, workers
 
 
-STOPPER = """
-import sys
-import dagster as dg
-from pathlib import Path
-from margin_pipeline.orchestration.drive import daemon
-with dg.DagsterInstance.get() as instance, daemon(instance, Path("{log}")) as served:
-    print("started" if served.started else "used", flush=True)
-    sys.stdin.readline()  # until told to end its block
-print("stopped", flush=True)
-"""
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="/proc")
 def test_the_daemons_starter_stops_it_only_once_no_other_command_uses_it(tmp_path: Path, monkeypatch) -> None:
     """Stopping a daemon stops the runs it launched: the command that started it, ending first (a
     `margin-pipeline reexecute`, a Ctrl-C), waits for the others using it before it stops it."""
-    home = prepare_dagster_home(tmp_path / "margin")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    starter = subprocess.Popen(
-        [sys.executable, "-c", STOPPER.format(log=home / "daemon.log")],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    home, starter = start_driver(tmp_path, monkeypatch)
     try:
         assert starter.stdout is not None and starter.stdin is not None
         assert starter.stdout.readline().strip() == "started"
