@@ -182,5 +182,5 @@ def test_no_date_ranges_select_no_rate_files(publish, store) -> None:
     """A run with no touched dates (the margin bridge when no ledger day changed) prunes every rate
     file, rather than handing delta-rs an empty predicate."""
     publish(BASE)
-    assert store.read_arrow(SUBSTRATE["tariff_rates"], where=validity_overlaps()).num_rows == 0
-    assert store.row_count(SUBSTRATE["tariff_rates"], where=validity_overlaps()) == 0
+    assert store.read_arrow(SUBSTRATE["tariff_rates"], where=validity_overlaps([])).num_rows == 0
+    assert store.row_count(SUBSTRATE["tariff_rates"], where=validity_overlaps([])) == 0

@@ -8,7 +8,7 @@ from margin_pipeline.streams.shared.changes import changed_keys
 from margin_pipeline.streams.shared.fanout import supply_ranges
 from margin_pipeline.streams.shared.quality import HH_REVENUE_CHECKS
 from margin_pipeline.streams.shared.runner import Source, StreamOutput, StreamRun, settlement_dates
-from margin_pipeline.streams.shared.tariffs import date_runs, validity_overlaps
+from margin_pipeline.streams.shared.tariffs import validity_overlaps
 from margin_pipeline.streams.shared.volumes import (
     VolumeScope,
     full_scope,
@@ -34,7 +34,7 @@ def plan_half_hourly(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     dates = settlement_dates(scope.rows)
     if not dates:
         return run.empty(HH_REVENUE), scope.keys
-    rates = run.snapshot("tariff_rates", where=validity_overlaps(*date_runs(dates)))
+    rates = run.snapshot("tariff_rates", where=validity_overlaps(dates))
     bounds = (dates[0], dates[-1])
     return hh_revenue(scope.rows, metering_points, agreements, tariffs, rates, bounds), scope.keys
 

@@ -58,7 +58,7 @@ from margin_pipeline.streams.shared.runner import (
     settlement_dates,
     volume_runs,
 )
-from margin_pipeline.streams.shared.tariffs import date_runs, validity_overlaps
+from margin_pipeline.streams.shared.tariffs import validity_overlaps
 from margin_pipeline.streams.shared.volumes import with_run
 from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
 from margin_pipeline.substrate.versions import resolve_pin
@@ -156,7 +156,8 @@ def margins(
     the MPAN-days ``days`` only when given (a month's margin is a sum over its days: days whose inputs
     are the same in every state add the same to every state, so they cancel in every movement)."""
     first, last = months[0], next_month(months[-1]) - dt.timedelta(days=1)
-    on_days = in_dates(days.dates if days is not None else days_of(months))
+    dates = days.dates if days is not None else days_of(months)
+    on_days = in_dates(dates)
     agreements = state.snapshot("supply_agreements")
     volumes = state.snapshot(VOLUMES, where=on_days)
     if days is not None:
@@ -166,10 +167,7 @@ def margins(
         volumes = volumes.join(ours.select("mpan_core").distinct(), "mpan_core", "left_semi")
     metering_points = state.snapshot("metering_points")
     tariffs = state.snapshot("tariffs")
-    rates = state.snapshot(
-        "tariff_rates",
-        where=validity_overlaps(*date_runs(days.dates) if days is not None else [(first, last)]),
-    )
+    rates = state.snapshot("tariff_rates", where=validity_overlaps(dates))
     prices = state.snapshot("prices", where=on_days)
     cost = settlement_cost(with_run(state, volumes), metering_points, prices, state.snapshot("charges"))
     revenue = hh_revenue(volumes, metering_points, agreements, tariffs, rates, (first, last))

@@ -37,7 +37,7 @@ from margin_pipeline.streams.shared.runner import (
     settlement_dates,
     volume_runs,
 )
-from margin_pipeline.streams.shared.tariffs import date_runs, validity_overlaps
+from margin_pipeline.streams.shared.tariffs import validity_overlaps
 from margin_pipeline.streams.shared.volumes import in_ranges, range_predicate
 from margin_pipeline.substrate.tables import RUNS, SUBSTRATE
 
@@ -78,7 +78,7 @@ def plan_ledger(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     dates = settlement_dates(tallied)
     if not dates:
         return run.empty(DAY_LEDGER), days
-    rates = run.snapshot("tariff_rates", where=validity_overlaps(*date_runs(dates)))
+    rates = run.snapshot("tariff_rates", where=validity_overlaps(dates))
     bounds = (dates[0], dates[-1])
     ledger = day_ledger(tallied, metering_points, agreements, tariffs, rates, volume_runs(run), bounds)
     return ledger, days

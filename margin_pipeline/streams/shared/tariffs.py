@@ -117,7 +117,7 @@ def pence_ex_vat_to_gbp(pence):
     return pence / 100 / VAT_DIVISOR
 
 
-def date_runs(days: Sequence[dt.date], gap: int = 3) -> list[tuple[dt.date, dt.date]]:
+def _date_runs(days: Sequence[dt.date], gap: int = 3) -> list[tuple[dt.date, dt.date]]:
     """Ascending ``days`` as ranges ``(first, last)``, one per run of days less than ``gap`` days
     apart (so the margins of :func:`validity_overlaps` around neighbouring ranges never overlap)."""
     runs: list[tuple[dt.date, dt.date]] = []
@@ -129,16 +129,16 @@ def date_runs(days: Sequence[dt.date], gap: int = 3) -> list[tuple[dt.date, dt.d
     return runs
 
 
-def validity_overlaps(*ranges: tuple[dt.date, dt.date]) -> str:
-    """SQL predicate: rate rows whose UTC validity can touch a local date of one of ``ranges``
-    (``(first_day, last_day)`` each, inclusive).
+def validity_overlaps(days: Sequence[dt.date]) -> str:
+    """SQL predicate: rate rows whose UTC validity can touch one of the local dates ``days``
+    (ascending), one range per run of nearby dates.
 
     A day's margin on either side covers the UTC offset; usable for file pruning and as a filter.
-    An incremental run gives the ranges of the dates it touches (:func:`date_runs`), so the rates of
-    the days between a restated date and the new date are not read. No ranges: ``false``.
+    An incremental run gives the dates it touches, so the rates of the days between a restated date
+    and the new date are not read. No days: ``false``.
     """
     terms = []
-    for first_day, last_day in ranges:
+    for first_day, last_day in _date_runs(days):
         lo = (first_day - dt.timedelta(days=1)).isoformat()
         hi = (last_day + dt.timedelta(days=2)).isoformat()
         terms.append(f"(valid_to > '{lo}T00:00:00Z' AND valid_from < '{hi}T00:00:00Z')")
