@@ -160,12 +160,9 @@ def test_stream_profiles_are_their_own_run_config() -> None:
     )
 
 
-def test_monthly_margin_fans_out_over_months_with_bounded_concurrency() -> None:
-    """monthly_margin is plan -> one mapped step per month -> commit, at most MONTH_CONCURRENCY at once;
+def test_monthly_margin_fans_out_over_months() -> None:
+    """monthly_margin is plan -> one mapped step per month -> commit, the steps in the run's process;
     the graph still takes the stream's profile as its config, like every other stream output."""
-
-    from margin_pipeline.streams.monthly.profile import MONTH_CONCURRENCY
-
     job = defs.resolve_job_def("monthly_stream")
     graph = job.graph.node_named("gold__monthly_margin").definition
     assert sorted(n.name for n in graph.nodes) == ["margin_commit", "margin_month", "margin_months"]
@@ -173,43 +170,34 @@ def test_monthly_margin_fans_out_over_months_with_bounded_concurrency() -> None:
     resolved = dg.validate_run_config(
         job, {"ops": {"gold__monthly_margin": {"config": {"substrate_version": 3}}}}
     )
-    assert list(resolved["execution"]) == ["side_by_side"]
-    assert resolved["execution"]["side_by_side"]["max_concurrent"] == MONTH_CONCURRENCY
+    assert list(resolved["execution"]) == ["in_process"]
     assert resolved["ops"]["gold__monthly_margin.margin_months"]["config"]["substrate_version"] == 3
 
 
-def test_only_jobs_whose_steps_overlap_start_step_processes() -> None:
-    """A step process costs a Python start and an import of the code location: the one-step jobs run
-    their step in the run's process; the parent and monthly fork theirs from a preloaded forkserver."""
+def test_only_the_parent_starts_step_processes() -> None:
+    """A step process costs a Python start and an import of the code location: every job runs its
+    steps in the run's process (monthly's months one after another), except the parent, whose two
+    child ops must wait side by side; it forks them from a preloaded forkserver."""
     executors = {job.name: job.executor_def.name for job in defs.resolve_all_job_defs()}
-    side_by_side = {"margin_job_of_jobs", "monthly_stream"}
-    assert {name for name, executor in executors.items() if executor == "side_by_side"} == side_by_side
-    assert all(executors[name] == "in_process" for name in executors.keys() - side_by_side), executors
-    # The monthly steps open a Spark Connect session each; the parent's open none.
-    described = {job.name: job.executor_def.description or "" for job in defs.resolve_all_job_defs()}
-    assert "Spark Connect client" in described["monthly_stream"]
-    assert "Spark Connect client" not in described["margin_job_of_jobs"]
+    assert {name for name, executor in executors.items() if executor == "side_by_side"} == {
+        "margin_job_of_jobs"
+    }
+    assert all(executors[name] == "in_process" for name in executors.keys() - {"margin_job_of_jobs"})
 
 
-#: In the forkserver's place, a fresh process: what it imports ahead (executors.preload), then what a
-#: step forked from it does first (open the instance; a stream's step then its Spark Connect session
-#: to the server at argv[2]), then how many modules each still imported.
+#: In the forkserver's place, a fresh process: what it imports ahead (executors.PRELOAD), then what a
+#: step forked from it does first (open the instance), then how many modules that still imported.
 STEP_START = """
 import importlib, sys, threading
 import dagster as dg
-from margin_pipeline.defs.executors import preload
-from margin_pipeline.engines import new_session
-engine = sys.argv[1] == "engine"
-for name in preload(engine):
+from margin_pipeline.defs.executors import PRELOAD
+for name in PRELOAD:
     importlib.import_module(name)
 threads = threading.active_count()
 before = set(sys.modules)
 with dg.DagsterInstance.get() as instance:
     instance.get_runs(limit=1)
-opened = set(sys.modules)
-if engine:
-    new_session("sail", sys.argv[2]).range(1).collect()
-print(threads, len(opened - before), len(set(sys.modules) - opened))
+print(threads, len(set(sys.modules) - before))
 """
 
 
@@ -221,33 +209,9 @@ def test_a_forked_step_opens_its_instance_without_importing_its_storage(tmp_path
     import sys
 
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    command = [sys.executable, "-c", STEP_START, "-"]
+    command = [sys.executable, "-c", STEP_START]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    threads, imported, _ = (int(n) for n in done.stdout.split())
+    threads, imported = (int(n) for n in done.stdout.split())
     assert threads == 1, "the forkserver must stay safe to fork from"
     assert imported < 20, f"a step still imported {imported} modules to open its instance"
-
-
-def test_a_forked_stream_step_opens_its_spark_session_without_importing_the_client(tmp_path) -> None:
-    """Each monthly step opens a Spark Connect session; its forkserver has imported the client
-    (pyspark.sql.connect with pandas and gRPC: 0.4 s a step when it had not), starting no thread."""
-    import os
-    import subprocess
-    import sys
-
-    from margin_pipeline.engines import sail_url
-
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", STEP_START, "engine", sail_url()],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    threads, _, imported = (int(n) for n in done.stdout.split())
-    assert threads == 1, "the forkserver must stay safe to fork from"
-    assert imported < 20, f"a step still imported {imported} modules to open its Spark session"

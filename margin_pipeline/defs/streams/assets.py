@@ -2,14 +2,13 @@
 
 Outputs the shared runner refreshes get their asset from :func:`.factory.stream_asset`; the
 monthly margin's for-each over months is built by hand in :mod:`.monthly_margin`. Each
-stream's job selects its asset group; the monthly stream's steps run side by side.
+stream's job selects its asset group and runs its steps in the run's process.
 """
 
 from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.defs.executors import side_by_side
 from margin_pipeline.defs.streams import monthly_margin
 from margin_pipeline.defs.streams.factory import stream_asset, stream_job
 from margin_pipeline.gold import MONTHLY_MARGIN
@@ -28,12 +27,7 @@ ASSETS: dict[str, dg.AssetsDefinition] = {
 }
 
 #: The job of every stream, by stream name.
-JOBS = {
-    s.name: stream_job(
-        s, **({"executor_def": side_by_side(s.side_by_side, engine=True)} if s.side_by_side else {})
-    )
-    for s in STREAMS.values()
-}
+JOBS = {s.name: stream_job(s) for s in STREAMS.values()}
 
 
 def run_config(stream: Stream, profile: StreamProfile) -> dict[str, Any]:

@@ -61,15 +61,15 @@ def stream_asset(stream: Stream, output: Output) -> dg.AssetsDefinition:
     return _refresh
 
 
-def stream_job(stream: Stream, **job_args: Any) -> Any:
+def stream_job(stream: Stream) -> Any:
     """The stream's job: its asset group, tagged so the instance runs one at a time per stream and
-    cancels a run over the stream's ``max_runtime``. ``job_args`` (an executor) go to ``define_asset_job``."""
+    cancels a run over the stream's ``max_runtime``; its steps run in the run's process (the code
+    location's default executor)."""
     return dg.define_asset_job(
         stream.job_name,
         selection=dg.AssetSelection.groups(stream.name),
         description=f"{stream.description} {launched_by(stream)}",
         tags={STREAM_TAG: stream.name, **max_runtime_tag(stream.sla.max_runtime)},
-        **job_args,
     )
 
 

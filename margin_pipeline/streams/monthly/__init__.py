@@ -11,7 +11,7 @@ import datetime as dt
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.streams.monthly.months import MARGIN_SOURCES, MARGIN_WATERMARK, refresh_margin
 from margin_pipeline.streams.monthly.output import LEDGER
-from margin_pipeline.streams.monthly.profile import MONTH_CONCURRENCY, MonthlyProfile
+from margin_pipeline.streams.monthly.profile import MonthlyProfile
 from margin_pipeline.streams.shared.sla import Sla
 from margin_pipeline.streams.shared.stream import Consumer, Output, Stream
 
@@ -20,7 +20,7 @@ MONTHLY = Stream(
     job_name="monthly_stream",
     owner="team:finance",
     description="Monthly stream: per-MPAN-day ledger, then monthly margin per account, one step per "
-    f"affected month (at most execution.config.max_concurrent at once, default {MONTH_CONCURRENCY}).",
+    "affected month.",
     profile=MonthlyProfile,
     sla=Sla(freshness=dt.timedelta(hours=4), warn=dt.timedelta(hours=2), max_runtime=dt.timedelta(hours=2)),
     outputs=[
@@ -39,6 +39,5 @@ MONTHLY = Stream(
             companions=(MARGIN_BRIDGE,),
         ),
     ],
-    side_by_side=MONTH_CONCURRENCY,
     after=("settlement", "half_hourly"),
 )

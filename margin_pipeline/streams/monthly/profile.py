@@ -7,10 +7,6 @@ from pydantic import Field
 from margin_pipeline.streams.shared.compute import DatabricksCompute
 from margin_pipeline.streams.shared.profile import StreamProfile
 
-#: How many months ``monthly_margin`` recomputes at once: the monthly_stream job's executor
-#: ``max_concurrent`` (each month is its own step, in its own process with its own Spark session).
-MONTH_CONCURRENCY = 2
-
 
 class MonthlyCompute(DatabricksCompute):
     """An aggregation of MPAN-days to account x month: general-purpose nodes, a small fixed cluster."""

@@ -72,8 +72,6 @@ class Stream:
     profile: type[StreamProfile]
     sla: Sla
     outputs: Sequence[Output]
-    #: Steps of one run side by side (the monthly for-each), at most this many; None: one step at a time.
-    side_by_side: int | None = None
     #: Streams that must have succeeded for N before this one starts (the parent's order; for a gated
     #: stream, the streams that must all have consumed N before it may publish).
     after: tuple[str, ...] = ()
