@@ -24,6 +24,7 @@ Choose with the ``spark`` resource's ``engine`` config or ``$MARGIN_PIPELINE_ENG
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
@@ -195,10 +196,37 @@ class SparkEngine(dg.ConfigurableResource):
     @property
     def spark_session(self) -> SparkSession:
         stale = self.engine == "sail" and self._url is not None and not reachable(self._url)
-        if self._session is None or stale:
+        if stale:
+            self.close()
+        if self._session is None:
             self._url = sail_url() if self.engine == "sail" else None
             self._session = new_session(self.engine, self._url)
+            if self._url is not None:
+                atexit.register(close_session, self._session, self._url)
         return self._session
+
+    def close(self) -> None:
+        """End this resource's session (:func:`close_session`); the next use makes a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            close_session(session, self._url)
+
+
+def close_session(session: SparkSession, url: str | None) -> None:
+    """End ``session``: stopped on its server while that answers, else only its channel closed.
+
+    pyspark's ``stop()``, and the hook with which it cleans up at exit a session nobody closed,
+    both call the server and retry for about ten minutes when it has gone (the chain's shared
+    server stopped, a crashed one): a run or a test would hang that long on its way out. A Spark
+    Connect session (``url``) whose server no longer answers is closed without a call; the server
+    is gone, and with it the session. Registered at exit for every Spark Connect session made here.
+    """
+    if url is None:  # the process's classic local session
+        session.stop()
+    elif reachable(url, timeout=0.5):
+        session.stop()
+    elif not session.client.is_closed:
+        session.client.close()
 
 
 @contextlib.contextmanager

@@ -98,7 +98,7 @@ def spark(engine: SparkEngine) -> Iterator[object]:
         builder.getOrCreate()
     session = engine.spark_session
     yield session
-    session.stop()
+    engine.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -140,6 +141,33 @@ def test_a_session_whose_server_went_away_is_replaced(monkeypatch: pytest.Monkey
     assert resource.spark_session.range(3).count() == 3
     shared.stop()
     assert resource.spark_session.range(4).count() == 4
+
+
+#: A process whose Spark Connect session outlives its server (the chain's shared server stopped
+#: first, or crashed), then exits; prints the seconds its last statement took.
+OUTLIVED = """
+import os, time
+from margin_pipeline.engines import REMOTE_ENV, SailServer, SparkEngine
+server = SailServer()
+os.environ[REMOTE_ENV] = server.url()
+engine = SparkEngine(engine="sail")
+assert engine.spark_session.range(2).count() == 2
+server.stop()
+print("server stopped", flush=True)
+"""
+
+
+def test_a_process_whose_engine_server_went_away_exits_at_once() -> None:
+    """pyspark's exit hook calls the server of every session left open, retrying for about ten
+    minutes when it has gone; the session is closed without a call instead (engines.close_session)."""
+    if SparkEngine().engine != "sail":
+        pytest.skip("only the sail engine connects to a server")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", OUTLIVED], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0 and "server stopped" in done.stdout, done.stderr[-3000:]
+    assert time.monotonic() - started < 60, "the process hung on its way out"
 
 
 def test_sail_reading_delta_files_itself_loses_partition_values(tmp_path: Path, spark) -> None:
