@@ -221,9 +221,7 @@ def close_session(session: SparkSession, url: str | None) -> None:
     Connect session (``url``) whose server no longer answers is closed without a call; the server
     is gone, and with it the session. Registered at exit for every Spark Connect session made here.
     """
-    if url is None:  # the process's classic local session
-        session.stop()
-    elif reachable(url, timeout=0.5):
+    if url is None or reachable(url, timeout=0.5):  # url None: the process's classic local session
         session.stop()
     elif not session.client.is_closed:
         session.client.close()
