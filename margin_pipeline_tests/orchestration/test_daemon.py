@@ -222,3 +222,45 @@ def test_a_daemon_process_not_beating_yet_is_waited_for_not_doubled(tmp_path: Pa
     finally:
         os.killpg(bare.pid, signal.SIGTERM)
         bare.wait(timeout=60)
+
+
+#: Counts, for ``argv[2]`` seconds, the looks at ``argv[1]`` (a dagster.yaml) that found no file.
+WATCHER = """
+import os, sys, time
+path, until = sys.argv[1], time.time() + float(sys.argv[2])
+print("watching", flush=True)
+missing = looks = 0
+while time.time() < until:
+    looks += 1
+    missing += not os.path.exists(path)
+print(missing, looks, flush=True)
+"""
+
+
+def test_the_instance_config_is_never_missing_while_it_switches_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every CLI call writes ``$DAGSTER_HOME/dagster.yaml``: the repo's file linked, or rendered for
+    ``$DAGSTER_PG_URL``. Switched in one rename, a process opening the instance meanwhile (a daemon,
+    a code server, a run worker) always finds one; with none, Dagster would fall back to SQLite
+    without a word."""
+    from margin_pipeline.settings import POSTGRES_URL_ENV, _link_config
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    _link_config(home)
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", WATCHER, str(home / "dagster.yaml"), "6"], stdout=subprocess.PIPE, text=True
+    )
+    assert watcher.stdout is not None and watcher.stdout.readline().strip() == "watching"
+    switches = 0
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        monkeypatch.setenv(POSTGRES_URL_ENV, "postgresql+psycopg2://user:secret@localhost:5432/dagster")
+        _link_config(home)
+        monkeypatch.delenv(POSTGRES_URL_ENV)
+        _link_config(home)
+        switches += 2
+    missing, looks = (int(n) for n in watcher.communicate(timeout=60)[0].split())
+    assert switches > 100 and looks > 10_000, (switches, looks)
+    assert missing == 0, f"dagster.yaml was missing at {missing} of {looks} looks, over {switches} switches"
