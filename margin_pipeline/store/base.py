@@ -253,10 +253,20 @@ def replace_rows(
 ) -> MergeOutcome:
     """Merge ``rows`` and delete the keys of ``held`` (the held rows, or their keys, that the write
     replaces) that ``rows`` lacks."""
+    return merge_and_delete(store, spec, rows, keys_gone(spec, rows, held), commit_info)
+
+
+def keys_gone(spec: TableSpec, rows: pa.Table, held: pa.Table) -> pa.Table:
+    """The keys of ``held`` that ``rows`` lacks."""
     key = list(spec.key)
     gone = held.select(key)
-    if rows.num_rows:
-        gone = gone.join(rows.select(key), key, join_type="left anti")
+    return gone.join(rows.select(key), key, join_type="left anti") if rows.num_rows else gone
+
+
+def merge_and_delete(
+    store: DeltaStore, spec: TableSpec, rows: pa.Table, gone: pa.Table, commit_info: dict[str, str] | None
+) -> MergeOutcome:
+    """One merge: ``rows`` upserted, the keys ``gone`` deleted."""
     source = pa.concat_tables([with_delete_flag(rows, spec, delete=False), tombstones(gone, spec)])
     return store.merge(spec, source, commit_info=commit_info)
 

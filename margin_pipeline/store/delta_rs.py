@@ -44,9 +44,10 @@ from margin_pipeline.store.base import (
     StaleWatermarkError,
     TableSpec,
     differs_sql,
+    keys_gone,
+    merge_and_delete,
     merge_predicates,
     merge_source_schema,
-    replace_rows,
     sql_in,
     to_arrow,
 )
@@ -407,7 +408,11 @@ class DeltaRsStore(DeltaStore):
         of the scope come from delta-rs and the keys to delete are found in Arrow. A plan that joined
         the held rows with ``desired`` in the engine computed ``desired`` twice (once for its rows,
         once for its keys: Sail reuses no common subplan and ignores ``cache()``) and shipped the
-        held rows to it; one query, not two, because each costs local Spark a job (~0.3 s)."""
+        held rows to it; one query, not two, because each costs local Spark a job (~0.3 s).
+
+        The held keys are read and compared a few partitions at a time when there are many desired
+        rows (:meth:`_parts`): those of a full rebuild, every key of the table, are never all in
+        memory at once."""
         from pyspark.sql import functions as F
 
         fields = [f.with_nullable(True) for f in spec.schema]
@@ -418,12 +423,50 @@ class DeltaRsStore(DeltaStore):
         both = to_arrow(frame, pa.schema([*fields, pa.field(_SCOPE_KEY, pa.bool_())]))
         is_key = both.column(_SCOPE_KEY)
         rows = both.filter(pa.compute.invert(is_key)).drop_columns([_SCOPE_KEY])
-        held = self.read_arrow(spec, where=where, columns=list(spec.key))
-        if scope is not None:
-            held = held.join(
-                both.filter(is_key).select(list(scope_key)), list(scope_key), join_type="left semi"
-            )
-        return replace_rows(self, spec, rows, held, commit_info)
+        in_scope = both.filter(is_key).select(list(scope_key)) if scope is not None else None
+        del both, is_key
+        gone = []
+        for part, part_where in self._parts(spec, rows, where):
+            held = self.read_arrow(spec, where=part_where, columns=list(spec.key))
+            if in_scope is not None:
+                held = held.join(in_scope, list(scope_key), join_type="left semi")
+            gone.append(keys_gone(spec, part, held))
+        return merge_and_delete(self, spec, rows, pa.concat_tables(gone), commit_info)
+
+    def _parts(
+        self, spec: TableSpec, rows: pa.Table, where: str | None
+    ) -> Iterator[tuple[pa.Table, str | None]]:
+        """``rows``, each piece with the file predicate of the held rows to compare it with: one piece,
+        or, for more than :data:`CHANGES_CHUNK_ROWS` rows of a table partitioned by a key column,
+        pieces of whole partitions of about that many desired and held rows each (the partitions held
+        that ``rows`` lacks included: their keys go too)."""
+        column = spec.partition_by[0] if spec.partition_by else None
+        if column is None or column not in spec.key or rows.num_rows <= CHANGES_CHUNK_ROWS:
+            yield rows, where
+            return
+        pc = pyarrow.compute
+        sizes: dict[Any, int] = {}
+        for values in (
+            self.read_arrow(spec, where=where, columns=[column]).column(column),
+            rows.column(column),
+        ):
+            counted = pc.value_counts(values)
+            for value, count in zip(
+                counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+            ):
+                sizes[value] = sizes.get(value, 0) + count
+        ordered = sorted(sizes)
+        group: list[Any] = []
+        size = 0
+        for index, value in enumerate(ordered):
+            group.append(value)
+            size += sizes[value]
+            if size >= CHANGES_CHUNK_ROWS or index == len(ordered) - 1:
+                piece = rows.filter(
+                    pc.is_in(rows.column(column), pa.array(group, rows.schema.field(column).type))
+                )
+                yield piece, " AND ".join(p for p in (where and f"({where})", sql_in(column, group)) if p)
+                group, size = [], 0
 
     def update(
         self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None
