@@ -431,7 +431,9 @@ class DeltaRsStore(DeltaStore):
             if in_scope is not None:
                 held = held.join(in_scope, list(scope_key), join_type="left semi")
             gone.append(keys_gone(spec, part, held))
-        return merge_and_delete(self, spec, rows, pa.concat_tables(gone), commit_info)
+        # A piece with no desired rows keeps its held keys' not-null fields; a joined one does not.
+        gone_keys = pa.concat_tables(gone, promote_options="default")
+        return merge_and_delete(self, spec, rows, gone_keys, commit_info)
 
     def _parts(
         self, spec: TableSpec, rows: pa.Table, where: str | None

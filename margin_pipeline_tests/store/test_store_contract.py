@@ -281,8 +281,8 @@ def test_a_large_publish_reads_the_held_keys_a_few_partitions_at_a_time(
     from margin_pipeline.store import delta_rs
 
     store = DeltaRsStore(lake_root=str(tmp_path / "lake"))
-    days = [D1 + dt.timedelta(days=i) for i in range(5)]
-    store.merge(SPEC, upsert(*[(m, d, 1.0, None) for d in days[:4] for m in ("a", "b", "c")]))
+    days = [D1 + dt.timedelta(days=i) for i in range(6)]
+    store.merge(SPEC, upsert(*[(m, d, 1.0, None) for d in days[:5] for m in ("a", "b", "c")]))
     key_reads: list[set[dt.date]] = []
     read_arrow = DeltaRsStore.read_arrow
 
@@ -294,14 +294,15 @@ def test_a_large_publish_reads_the_held_keys_a_few_partitions_at_a_time(
 
     monkeypatch.setattr(delta_rs, "CHANGES_CHUNK_ROWS", 5)
     monkeypatch.setattr(DeltaRsStore, "read_arrow", recorded)
-    # Days 1-3: a unchanged, b changed, c gone, d new; day 4 held but not desired (all gone); day 5 new.
+    # Days 1-3: a unchanged, b changed, c gone, d new; days 4-5 held but not desired (all gone; one
+    # piece with no desired row); day 6 new.
     desired = [(m, d, v, None) for d in days[:3] for m, v in (("a", 1.0), ("b", 2.0), ("d", 4.0))]
-    desired += [("a", days[4], 5.0, None)]
+    desired += [("a", days[5], 5.0, None)]
     frame = spark.createDataFrame(desired, "meter string, day date, kwh double, note string")
     outcome = store.publish(SPEC, frame, None, SPEC.key)
     assert len(key_reads) >= 2 and all(len(read) <= 2 for read in key_reads), key_reads
-    assert set().union(*key_reads) == set(days[:4]), "every held partition compared, each once"
-    assert (outcome.inserted, outcome.updated, outcome.deleted) == (4, 3, 6)
+    assert set().union(*key_reads) == set(days[:5]), "every held partition compared"
+    assert (outcome.inserted, outcome.updated, outcome.deleted) == (4, 3, 9)
     assert snapshot(store, spark) == {(m, d): (v, n) for m, d, v, n in desired}
 
 
