@@ -30,6 +30,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlparse
@@ -162,13 +163,29 @@ def sail_url() -> str:
     return _PROCESS_SERVER.url()
 
 
+#: How a Spark Connect call to the Sail server is retried: five times within about 5 s (pyspark's
+#: default, for a remote cluster, is fifteen times within about 10 minutes). The server is on this
+#: machine: one that does not answer for seconds has gone, and the session is replaced on the next
+#: step (:class:`SparkEngine`), not waited on. pyspark also releases each finished query in a
+#: background thread with this policy, and the interpreter waits for those threads as it exits.
+CONNECT_RETRIES = {"max_retries": 5, "max_backoff_ms": 2000}
+
+
 def new_session(engine: EngineName, url: str | None = None) -> SparkSession:
     """A Spark session on ``engine``: a new Spark Connect session to ``url`` (default
-    :func:`sail_url`) for ``sail``, the process's classic local session for ``spark``."""
+    :func:`sail_url`) for ``sail``, retried as :data:`CONNECT_RETRIES` says; the process's
+    classic local session for ``spark``."""
     from pyspark.sql import SparkSession
 
     if engine == "sail":
-        return SparkSession.builder.remote(url or sail_url()).create()
+        from pyspark.sql.connect.client.retries import DefaultPolicy
+
+        session = SparkSession.builder.remote(url or sail_url()).create()
+        retries = DefaultPolicy(
+            max_retries=CONNECT_RETRIES["max_retries"], max_backoff=CONNECT_RETRIES["max_backoff_ms"]
+        )
+        session.client.set_retry_policies([retries])
+        return session
     from margin_pipeline.java import require_java
 
     require_java()
@@ -201,8 +218,8 @@ class SparkEngine(dg.ConfigurableResource):
         if self._session is None:
             self._url = sail_url() if self.engine == "sail" else None
             self._session = new_session(self.engine, self._url)
-            if self._url is not None:
-                atexit.register(close_session, self._session, self._url)
+            if self._url is not None:  # weakly: a session dropped before then closes itself
+                atexit.register(_close_at_exit, weakref.ref(self._session), self._url)
         return self._session
 
     def close(self) -> None:
@@ -213,18 +230,25 @@ class SparkEngine(dg.ConfigurableResource):
 
 
 def close_session(session: SparkSession, url: str | None) -> None:
-    """End ``session``: stopped on its server while that answers, else only its channel closed.
+    """End ``session``: a Spark Connect session (``url``) has its channel closed without a call to
+    the server; the classic local session (no ``url``) is stopped.
 
     pyspark's ``stop()``, and the hook with which it cleans up at exit a session nobody closed,
-    both call the server and retry for about ten minutes when it has gone (the chain's shared
-    server stopped, a crashed one): a run or a test would hang that long on its way out. A Spark
-    Connect session (``url``) whose server no longer answers is closed without a call; the server
-    is gone, and with it the session. Registered at exit for every Spark Connect session made here.
+    both call the server first, and a single call to a Sail server that was shutting down waited
+    over 5 minutes in a test: a run or a test would hang on its way out. The server
+    ends a session left idle by itself (``SESSION_TIMEOUT_SECONDS``). Registered at exit for every
+    Spark Connect session made here.
     """
-    if url is None or reachable(url, timeout=0.5):  # url None: the process's classic local session
+    if url is None:
         session.stop()
     elif not session.client.is_closed:
         session.client.close()
+
+
+def _close_at_exit(session: weakref.ref[SparkSession], url: str) -> None:
+    alive = session()
+    if alive is not None:
+        close_session(alive, url)
 
 
 @contextlib.contextmanager

@@ -144,30 +144,38 @@ def test_a_session_whose_server_went_away_is_replaced(monkeypatch: pytest.Monkey
 
 
 #: A process whose Spark Connect session outlives its server (the chain's shared server stopped
-#: first, or crashed), then exits; prints the seconds its last statement took.
+#: first, or crashed): a query on that session, then the process exits. Prints how the query ended.
 OUTLIVED = """
 import os, time
 from margin_pipeline.engines import REMOTE_ENV, SailServer, SparkEngine
 server = SailServer()
 os.environ[REMOTE_ENV] = server.url()
 engine = SparkEngine(engine="sail")
-assert engine.spark_session.range(2).count() == 2
+session = engine.spark_session
+assert session.range(2).count() == 2
 server.stop()
-print("server stopped", flush=True)
+started = time.monotonic()
+try:
+    session.range(3).count()
+    print("answered", flush=True)
+except Exception as error:
+    print(f"failed after {time.monotonic() - started:.1f} s: {type(error).__name__}", flush=True)
 """
 
 
-def test_a_process_whose_engine_server_went_away_exits_at_once() -> None:
-    """pyspark's exit hook calls the server of every session left open, retrying for about ten
-    minutes when it has gone; the session is closed without a call instead (engines.close_session)."""
+def test_a_session_whose_engine_server_went_away_gives_up_and_lets_its_process_exit() -> None:
+    """pyspark retries a Spark Connect call for about ten minutes by default, and its exit hook and
+    its threads releasing finished queries call the server too: a run whose Sail server went away
+    waited that long, and so did a test process at exit. Sail sessions retry for seconds
+    (engines.CONNECT_RETRIES) and are closed without a call at exit (engines.close_session)."""
     if SparkEngine().engine != "sail":
         pytest.skip("only the sail engine connects to a server")
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", OUTLIVED], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", OUTLIVED], capture_output=True, text=True, timeout=120, check=False
     )
-    assert done.returncode == 0 and "server stopped" in done.stdout, done.stderr[-3000:]
-    assert time.monotonic() - started < 60, "the process hung on its way out"
+    assert done.returncode == 0 and "failed after" in done.stdout, (done.stdout, done.stderr[-3000:])
+    assert time.monotonic() - started < 60, f"the process waited on its gone server: {done.stdout}"
 
 
 def test_sail_reading_delta_files_itself_loses_partition_values(tmp_path: Path, spark) -> None:
