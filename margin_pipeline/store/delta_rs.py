@@ -448,14 +448,14 @@ class DeltaRsStore(DeltaStore):
             return
         pc = pyarrow.compute
         sizes: dict[Any, int] = {}
-        for values in (
-            self.read_arrow(spec, where=where, columns=[column]).column(column),
-            rows.column(column),
+        # Rows per partition: held ones from the log's statistics (no data read), desired ones counted.
+        held = self._files_kept(spec, None, where).select([f"partition.{column}", "num_records"])
+        counted = pc.value_counts(rows.column(column))
+        for values, counts in (
+            (held.column(0), held.column(1)),
+            (counted.field("values"), counted.field("counts")),
         ):
-            counted = pc.value_counts(values)
-            for value, count in zip(
-                counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
-            ):
+            for value, count in zip(values.to_pylist(), counts.to_pylist(), strict=True):
                 sizes[value] = sizes.get(value, 0) + count
         ordered = sorted(sizes)
         group: list[Any] = []
@@ -541,15 +541,19 @@ class DeltaRsStore(DeltaStore):
 
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
         """Rows in the files a read touches, from the log's per-file statistics (no data read)."""
+        actions = self._files_kept(spec, version, where)
+        return int(pa.compute.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
+
+    def _files_kept(self, spec: TableSpec, version: int | None, where: str | None) -> pa.Table:
+        """The log's add actions (flattened: path, partition values, ``num_records``, statistics) of
+        the files a read of ``spec`` at ``version`` touches with ``where``."""
         table = self._existing(spec, version)
         actions = pa.table(table.get_add_actions(flatten=True))
-        if not actions.num_rows:
-            return 0
-        if where:
+        if where and actions.num_rows:
             kept = {Path(uri).name for uri in table.file_uris(file_pruning_predicate=where)}
             names = [Path(p).name for p in actions.column("path").to_pylist()]
             actions = actions.filter(pa.array([n in kept for n in names]))
-        return int(pa.compute.sum(actions.column("num_records")).as_py() or 0)
+        return actions
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         return self._existing(spec).history(limit)
