@@ -85,6 +85,19 @@ class StaleWatermarkError(RuntimeError):
     """The change feed from a watermark is no longer readable (history vacuumed or truncated)."""
 
 
+def new_columns(spec: TableSpec, held: Iterable[str]) -> list[pa.Field]:
+    """The columns of ``spec`` a held table lacks, which must be nullable: its rows have none."""
+    names = set(held)
+    missing = [f for f in spec.schema if f.name not in names]
+    required = [f.name for f in missing if not f.nullable]
+    if required:
+        raise ValueError(
+            f"{spec.name}: the held table lacks the non-nullable column(s) {', '.join(required)}; "
+            "only nullable columns are added to an existing table"
+        )
+    return missing
+
+
 class DeltaStore(dg.ConfigurableResource):
     """Delta I/O for the pipeline, rooted at one lake folder."""
 
@@ -96,7 +109,8 @@ class DeltaStore(dg.ConfigurableResource):
 
     @abstractmethod
     def ensure_table(self, spec: TableSpec) -> int:
-        """Create the table empty (change feed on) if missing; return its version."""
+        """Create the table empty (change feed on) if missing, or add the nullable columns ``spec``
+        has and the held table lacks (a table an earlier release created); return its version."""
 
     @abstractmethod
     def read(

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.fs
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import PrivateAttr
 
@@ -48,6 +48,7 @@ from margin_pipeline.store.base import (
     merge_and_delete,
     merge_predicates,
     merge_source_schema,
+    new_columns,
     sql_in,
     to_arrow,
 )
@@ -258,6 +259,9 @@ class DeltaRsStore(DeltaStore):
     def ensure_table(self, spec: TableSpec) -> int:
         table = self.table(spec)
         if table is not None:
+            added = new_columns(spec, table.schema().to_arrow().names)
+            if added:
+                table.alter.add_columns([Field.from_arrow(f) for f in added])
             return table.version()
         Path(self.uri(spec)).mkdir(parents=True, exist_ok=True)
         write_deltalake(

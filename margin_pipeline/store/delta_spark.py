@@ -30,6 +30,7 @@ from margin_pipeline.store.base import (
     differs_sql,
     merge_predicates,
     merge_source_schema,
+    new_columns,
 )
 
 if TYPE_CHECKING:
@@ -127,6 +128,12 @@ class DeltaSparkStore(DeltaStore):
         for key, value in TABLE_PROPERTIES.items():
             builder = builder.property(key, value)
         builder.execute()
+        added = new_columns(spec, self._load(self._spark().read.format("delta"), spec).columns)
+        if added:
+            columns = from_arrow_schema(pa.schema(added))
+            target = name or f"delta.`{self.uri(spec)}`"
+            ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in columns.fields)
+            self._spark().sql(f"ALTER TABLE {target} ADD COLUMNS ({ddl})")
         return self.version(spec) or 0
 
     def read(

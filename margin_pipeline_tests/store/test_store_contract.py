@@ -183,6 +183,21 @@ def test_commit_info_is_recorded(impl: DeltaStore) -> None:
     assert "x.csv" in str(impl.history(SPEC, limit=1)[0])
 
 
+def test_ensure_table_adds_the_new_nullable_columns_of_its_spec(impl: DeltaStore, spark) -> None:
+    """A table an earlier release created gains the columns its spec has since grown (null in the
+    held rows); a new non-nullable column is refused, naming it."""
+    earlier = TableSpec(SPEC.name, pa.schema(list(SPEC.schema)[:3]), SPEC.key, SPEC.partition_by)
+    impl.merge(earlier, with_delete_flag(rows(("a", D1, 1.0, None)).drop_columns(["note"]), earlier, False))
+    version = impl.ensure_table(SPEC)
+    assert impl.read_arrow(SPEC).to_pylist() == [{"meter": "a", "day": D1, "kwh": 1.0, "note": None}]
+    impl.merge(SPEC, upsert(("b", D2, 2.0, "new")))
+    assert snapshot(impl, spark)[("b", D2)] == (2.0, "new")
+    assert impl.version(SPEC) > version
+    required = TableSpec(SPEC.name, SPEC.schema.append(pa.field("seq", pa.int64(), nullable=False)), SPEC.key)
+    with pytest.raises(ValueError, match=r"lacks the non-nullable column\(s\) seq"):
+        impl.ensure_table(required)
+
+
 def test_row_count_follows_file_pruning(impl: DeltaStore) -> None:
     impl.merge(SPEC, upsert(("a", D1, 1.0, None), ("b", D1, 2.0, None), ("c", D2, 3.0, None)))
     assert impl.row_count(SPEC) == 3
