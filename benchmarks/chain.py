@@ -11,8 +11,10 @@ instance is read for each run of the day: its start and end, and the seconds the
 (the ingest asset's and every stream asset's own ``wall_seconds``). From those:
 
 - **critical path**: ingest, then the slower of settlement and half_hourly, then monthly, then
-  reconciled; **gaps** are the seconds between one run's end and the next one's start on it
-  (sensor ticks, the run queue, run worker start); ingest's work is its step's seconds;
+  reconciled; **gaps** are the seconds between the output the next run waits for (a run's last
+  materialization; monthly's is ``monthly_margin``, the margin bridge written after it is off the
+  path) and the next run's start (sensor ticks, the run queue, run worker start); ingest's work is
+  its step's seconds, the bridge's are reported apart (``off_path_seconds``);
 - **orchestration overhead**: the command's wall time less the work on the critical path
   (ingest's and the stream assets' own seconds), as a share of the wall time;
 - **peak memory**: the largest summed RSS of the command's process tree (the CLI with the Sail
@@ -145,32 +147,52 @@ def day_runs(root: Path, since: float) -> list[dict[str, Any]]:
     from margin_pipeline.gold import MARGIN_BRIDGE
     from margin_pipeline.orchestration.runs import report
 
+    off_path = {MARGIN_BRIDGE.asset_key.to_user_string()}
+
     with instance_at(root) as instance:
         records = instance.get_run_records()
         fresh = [r.dagster_run.run_id for r in records if r.create_timestamp.timestamp() > since]
         reports = [report(instance, run_id) for run_id in fresh]
         steps = {run_id: step_seconds(instance, run_id) for run_id in fresh}
+        published = {run_id: published_at(instance, run_id, off_path) for run_id in fresh}
     runs = []
     for run in sorted(reports, key=lambda r: r.started or 0):
         # A stream asset times its own body (wall_seconds); ingest's body is its one step. The margin
-        # bridge is written inside monthly_margin's commit, so its seconds are already in monthly_margin's.
-        walls = [
+        # bridge is written by the step after monthly_margin's commit, which hh_margin does not wait for:
+        # off the critical path, its seconds are reported apart.
+        walls = [float(m["wall_seconds"]) for key, m in run.assets.items() if "wall_seconds" in m]
+        off = [
             float(m["wall_seconds"])
             for key, m in run.assets.items()
-            if "wall_seconds" in m and key != MARGIN_BRIDGE.asset_key.to_user_string()
+            if "wall_seconds" in m and key in off_path
         ]
-        work = sum(walls) if walls else (steps[run.run_id] if run.job == "ingest" else 0.0)
+        work = sum(walls) - sum(off) if walls else (steps[run.run_id] if run.job == "ingest" else 0.0)
         runs.append(
             {
                 "job": run.job,
                 "status": run.status,
                 "started": run.started,
                 "ended": run.ended,
+                "published": published[run.run_id] or run.ended,
                 "seconds": round(run.seconds, 2),
                 "work_seconds": round(work, 2),
+                "off_path_seconds": round(sum(off), 2),
             }
         )
     return runs
+
+
+def published_at(instance: Any, run_id: str, off_path: set[str]) -> float | None:
+    """When the run's last output on the critical path was materialized (None: it materialized none)."""
+    import dagster as dg
+
+    times = [
+        e.timestamp
+        for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if e.asset_materialization is not None
+        and e.asset_materialization.asset_key.to_user_string() not in off_path
+    ]
+    return max(times, default=None)
 
 
 def step_seconds(instance: Any, run_id: str) -> float:
@@ -195,9 +217,9 @@ def critical_path(runs: list[dict[str, Any]], since: float, wall: float) -> dict
     path += [by_job.get("monthly_stream"), by_job.get("reconciled")]
     path = [r for r in path if r is not None]
     gaps, previous = [], since
-    for run in path:
+    for run in path:  # each hop: from the output the next run waits for to that run's start
         gaps.append({"before": run["job"], "seconds": round(run["started"] - previous, 2)})
-        previous = run["ended"]
+        previous = run["published"]
     work = sum(r["work_seconds"] for r in path)
     return {
         "path": [r["job"] for r in path],

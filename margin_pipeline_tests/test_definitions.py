@@ -161,11 +161,12 @@ def test_stream_profiles_are_their_own_run_config() -> None:
 
 
 def test_monthly_margin_fans_out_over_months() -> None:
-    """monthly_margin is plan -> one mapped step per month -> commit, the steps in the run's process;
-    the graph still takes the stream's profile as its config, like every other stream output."""
+    """monthly_margin is plan -> one mapped step per month -> commit -> bridge, the steps in the run's
+    process; the graph still takes the stream's profile as its config, like every other stream output."""
     job = defs.resolve_job_def("monthly_stream")
     graph = job.graph.node_named("gold__monthly_margin").definition
-    assert sorted(n.name for n in graph.nodes) == ["margin_commit", "margin_month", "margin_months"]
+    nodes = sorted(n.name for n in graph.nodes)
+    assert nodes == ["margin_bridge", "margin_commit", "margin_month", "margin_months"]
     assert graph.node_named("margin_months").definition.output_def_named("months").is_dynamic
     resolved = dg.validate_run_config(
         job, {"ops": {"gold__monthly_margin": {"config": {"substrate_version": 3}}}}

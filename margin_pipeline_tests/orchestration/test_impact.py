@@ -14,7 +14,7 @@ def test_a_price_change_recomputes_cost_ledger_margin_and_hh_margin() -> None:
     assert [k.to_user_string() for k in found.assets] == [
         "gold/settlement_cost_hh",
         "silver/monthly_day_ledger",
-        "gold/margin_bridge",  # written with monthly_margin, by the same step
+        "gold/margin_bridge",  # written by the monthly run, in the step after monthly_margin's commit
         "gold/monthly_margin",
         "gold/hh_margin",  # last: the gate publishes it once every stream has consumed N
     ]

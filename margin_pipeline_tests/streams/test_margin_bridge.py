@@ -18,7 +18,11 @@ import pytest
 from margin_pipeline.cli import render_explanation
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
-from margin_pipeline.streams.monthly.bridge import CAUSES
+from margin_pipeline.store.delta_rs import DeltaRsStore
+from margin_pipeline.streams.monthly.bridge import CAUSES, MARGIN_HISTORY
+from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
+from margin_pipeline.streams.shared.watermarks import read_watermarks
+from margin_pipeline_tests.faults import patched
 from margin_pipeline_tests.helpers import csv, metadata_of, read
 from margin_pipeline_tests.streams.test_monthly import DAY, FEEDS, FLAT, HH, VOLUMES, day_of
 
@@ -172,6 +176,43 @@ def test_backfill_rebuilds_the_months_rows_from_the_recorded_history(
     }
     assert rebuilt == pytest.approx(kept, abs=1e-9)
     assert metadata_of(result, ["gold", "margin_bridge"])["pairs_rebuilt"] == 2
+
+
+def test_a_failed_bridge_leaves_the_margin_published_and_the_next_run_writes_it(
+    started, publish, materialize, store
+) -> None:
+    """The bridge is written after monthly_margin's commit, so hh_margin need not wait for it; a bridge
+    step that fails leaves its pair recorded, and the next run's bridge step explains it."""
+    n = publish({"settlement_volumes": restated_flat_volumes()})
+
+    def failing(original):
+        def merge(self, spec, *args, **kwargs):
+            if spec.name == MARGIN_BRIDGE.name:
+                raise ValueError("injected: the bridge's write failed")
+            return original(self, spec, *args, **kwargs)
+
+        return merge
+
+    with patched(DeltaRsStore, "merge", failing), pytest.raises(Exception, match="injected"):
+        materialize(STREAMS)
+    assert read_watermarks(store, MARGIN_WATERMARK).substrate_version == n, "monthly_margin committed N"
+    assert margins(store)["ACC2"] == pytest.approx(171 / 105 - 0.528 + 120 / 105 - 0.288, abs=1e-9)
+    assert bridge(store, n) == {}
+    assert [r["explained"] for r in read(store, MARGIN_HISTORY) if r["to_version"] == n] == [False]
+
+    margin_version = store.version(MONTHLY_MARGIN)
+    result = materialize(STREAMS)  # nothing new to consume: the bridge step explains the recorded pair
+    assert result.success
+    assert store.version(MONTHLY_MARGIN) == margin_version
+    assert bridge(store, n) == pytest.approx({("ACC2", "volumes"): 120 / 105 - 0.288}, abs=1e-9)
+    assert [r["explained"] for r in read(store, MARGIN_HISTORY) if r["to_version"] == n] == [True]
+    shown = metadata_of(result, ["gold", "margin_bridge"])
+    assert (shown["from_version"], shown["to_version"], shown["bridge_rows"]) == (str(started), str(n), 1)
+
+    bridge_version = store.version(MARGIN_BRIDGE)
+    result = materialize(STREAMS)  # explained: the next run has nothing to write
+    assert metadata_of(result, ["gold", "margin_bridge"])["mode"] == "skipped (no changes)"
+    assert store.version(MARGIN_BRIDGE) == bridge_version
 
 
 def test_causes_are_the_contracts_classes_in_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store.base import with_delete_flag
-from margin_pipeline.streams.monthly.bridge import BRIDGE_TABLES
+from margin_pipeline.streams.monthly.bridge import MARGIN_HISTORY
 from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline_tests.helpers import csv, metadata_of, rows_by_key
@@ -141,7 +141,7 @@ def test_backfill_recomputes_whole_months_on_the_same_path(publish, materialize,
     assert (after.versions, after.substrate_version) == (watermarks.versions, watermarks.substrate_version), (
         "a backfill consumes no change feed"
     )
-    recorded = {MONTHLY_MARGIN, *BRIDGE_TABLES}
+    recorded = {MONTHLY_MARGIN, MARGIN_HISTORY}
     assert after.outputs == {spec.name: store.version(spec) for spec in recorded}, (
         "its write is the last good one"
     )

@@ -11,14 +11,20 @@
     1,000 meters), less than a step process costs to start, and running two at once
     measured no faster (:mod:`margin_pipeline.defs.executors`).
 ``margin_commit`` (collect)
-    Checks the merged months, writes the run's margin bridge (``gold/margin_bridge``:
-    why each moved account-month moved, by cause), advances the watermarks once every
-    month is merged and reports the run's metadata (the same figures as every stream
-    output, plus the months); the bridge's asset shows the movements as a table.
+    Checks the merged months, records the substrate versions the run moved the margin
+    between, advances the watermarks once every month is merged and reports the run's
+    metadata (the same figures as every stream output, plus the months). Its
+    materialization is what the watermark gate waits for: hh_margin does not wait for
+    the bridge.
+``margin_bridge``
+    Writes the margin bridge (``gold/margin_bridge``: why each moved account-month moved,
+    by cause) of every recorded pair not yet explained: this run's, and any a failed or
+    killed bridge step left; its asset shows the movements as a table.
 
 On a remote engine (``engine`` in the profile) the plan step hands over and the commit
-step runs the same three functions one month after another through Pipes
-(:func:`refresh_margin`, :mod:`margin_pipeline.remote`).
+step runs the same functions one month after another through Pipes
+(:func:`refresh_margin`, :mod:`margin_pipeline.remote`); the bridge step reports what
+it wrote.
 
 A backfill (``backfill_from``/``backfill_to`` in the profile) takes the same path
 over whole months and leaves the watermarks alone. A full rebuild is the backfill
@@ -52,6 +58,7 @@ from margin_pipeline.streams.monthly.months import (
     MarginPlan,
     MonthResult,
     MonthTask,
+    bridge_margin,
     commit_margin,
     plan_margin,
     recompute_month,
@@ -111,12 +118,12 @@ CHECKS = check_specs(MONTHLY_MARGIN.asset_key, MONTHLY_MARGIN_CHECKS)
 @dg.op(
     out={
         "margin": dg.Out(dg.Nothing),
-        "bridge": dg.Out(dg.Nothing),
+        "committed": dg.Out(dict, description="The engine, and the bridge a remote engine wrote."),
         **{c.get_python_identifier(): dg.Out(dg.Nothing) for c in CHECKS},
     },
-    description="Check the merged months, write the margin bridge of the run, then advance monthly_margin's "
-    "watermarks (or roll the months back when a blocking check failed); report the run. On a remote "
-    "engine, run the whole for-each there.",
+    description="Check the merged months, then record the substrate versions the run moved the margin "
+    "between and advance monthly_margin's watermarks (or roll the months back when a blocking check "
+    "failed); report the run. On a remote engine, run the whole for-each there, its bridge too.",
 )
 def margin_commit(
     context: dg.OpExecutionContext,
@@ -133,15 +140,33 @@ def margin_commit(
         else:
             metadata = commit_margin(spark.spark_session, store, plan, months, context.run_id, context.log)
             metadata = {"engine": spark.engine, **metadata}
-    bridge = metadata.pop("margin_bridge", None)
-    engine = metadata["engine"]
+    committed = {"engine": metadata["engine"], "bridge": metadata.pop("margin_bridge", None)}
     shown = presented(context, store, MONTHLY_MARGIN, metadata)
     for event in published(MONTHLY_MARGIN, STREAM, shown, every=MONTHLY_MARGIN_CHECKS):
         if isinstance(event, dg.MaterializeResult):
             yield dg.Output(None, "margin", metadata=event.metadata)
         else:
             yield event
-    yield dg.Output(None, "bridge", metadata=bridge_metadata(store, bridge, engine))
+    yield dg.Output(committed, "committed")
+
+
+@dg.op(
+    out={"bridge": dg.Out(dg.Nothing)},
+    description="Write the margin bridge of every recorded pair of substrate versions not yet explained "
+    "(this run's, and any a failed bridge step left), then a backfill's months; report the movements.",
+)
+def margin_bridge(
+    context: dg.OpExecutionContext,
+    plan: MarginPlan,
+    committed: dict[str, Any],
+    store: DeltaRsStore,
+    spark: SparkEngine,
+) -> Iterator[Any]:
+    bridge = committed["bridge"]
+    if plan.remote is None:
+        with retrying(context, RetryProfile(**(plan.retry or {})), f"{STREAM} bridge"):
+            bridge = bridge_margin(spark.spark_session, store, plan, context.run_id)
+    yield dg.Output(None, "bridge", metadata=bridge_metadata(store, bridge, committed["engine"]))
 
 
 def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None, engine: str) -> dict[str, Any]:
@@ -201,7 +226,8 @@ _BRIDGE_DESCRIPTION = (
     "versions the monthly stream consumed (from_version -> to_version), one row per cause (volumes, "
     "prices, charges, rates, registrations, substituted in that order) with its share of the movement; "
     "the rows of an account-month sum to its movement (docs/contract.md, 'Margin bridge'). Written by "
-    "the same run as monthly_margin, for the account-months that run moved."
+    "the same run as monthly_margin, for the account-months that run moved, in the step after "
+    "monthly_margin's commit (hh_margin does not wait for it)."
 )
 
 
@@ -233,9 +259,9 @@ def _asset_out(table: TableSpec, description: str) -> dg.AssetOut:
 )
 def monthly_margin_asset(ledger, agreements):
     plan, months = margin_months(ledger=ledger, agreements=agreements)
-    margin, bridge, *checks = margin_commit(plan, months.map(margin_month).collect())
+    margin, committed, *checks = margin_commit(plan, months.map(margin_month).collect())
     return {
         "margin": margin,
-        "bridge": bridge,
+        "bridge": margin_bridge(plan, committed),
         **{c.get_python_identifier(): out for c, out in zip(CHECKS, checks, strict=True)},
     }

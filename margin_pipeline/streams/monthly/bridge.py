@@ -20,10 +20,17 @@ a sum over its days, and a day whose inputs are the same at N0 and N1 adds the s
 states, so it cancels in every movement. The six states share their reads: a table whose version
 is the same at N0 and N1 is read once.
 
-Every run that consumes a new N records ``(N0 -> N1)`` in ``control/monthly_margin_history``; a
-backfill of months rebuilds their bridge rows from those recorded pairs. Both tables are written
-before the watermarks advance and recorded with ``monthly_margin`` as the run's outputs, so a run
-killed in between is undone by the next one like its margin writes (:func:`~.rollback.recover`).
+Every run that consumes a new N records ``(N0 -> N1)`` in ``control/monthly_margin_history``, with
+the scope its bridge explains (:func:`record_pair`): the commit writes that row before the watermarks
+advance and records it with ``monthly_margin`` as the run's outputs, so a run killed in between is
+undone by the next one like its margin writes (:func:`~.rollback.recover`). The bridge itself is
+written after the commit, by the run's next step (:func:`explain_recorded`): it explains every
+recorded pair not yet explained, oldest first, and marks it explained. So hh_margin does not wait
+for the bridge (the gate opens on the commit), and a bridge that failed or was killed is written by
+the next step that runs: the run re-executed from failure, or the next monthly run. A pair is
+explained at most once more than needed (a killed step, or a history restored past its mark), and
+explaining it again writes the same rows. A backfill of months rebuilds their bridge rows from the
+recorded pairs (:func:`rebuild_months`).
 """
 
 from __future__ import annotations
@@ -85,12 +92,23 @@ MARGIN_HISTORY = TableSpec(
             pa.field("output_version", pa.int64()),  # monthly_margin's Delta version after the run
             pa.field("run_id", pa.string()),
             pa.field("committed_at", pa.timestamp("us", tz="UTC")),
+            # The scope the pair's bridge explains (null in all four: recorded by a release that wrote
+            # the bridge in the commit itself, so explained then). monthly_margin's version before the
+            # run's months merged: the account-months the commits after it moved.
+            pa.field("output_before", pa.int64()),
+            # The day ledger's versions (after, up_to] the run consumed: the MPAN-days whose inputs
+            # changed (null: every day of the moved months).
+            pa.field("ledger_after", pa.int64()),
+            pa.field("ledger_up_to", pa.int64()),
+            pa.field("explained", pa.bool_()),  # false until the bridge step has written its rows
         ]
     ),
     key=("to_version",),
 )
-#: What the bridge writes: recorded with ``monthly_margin`` as the outputs of the run's commit.
-BRIDGE_TABLES = (MARGIN_BRIDGE, MARGIN_HISTORY)
+#: The name the bridge step's commits carry (``margin_pipeline.stream``): not the monthly stream's,
+#: whose interrupted writes the next run undoes (:func:`~.rollback.recover`), for the bridge is
+#: written after the run's commit.
+BRIDGE_WRITER = "monthly.bridge"
 
 
 class _Reads:
@@ -241,51 +259,22 @@ def explain(
         reads.close()
 
 
-def record_movement(
-    spark: SparkSession,
+def record_pair(
     store: DeltaStore,
     n0: int | None,
     n1: int,
     output_before: int,
+    ledger_range: tuple[int, int] | None,
     run_id: str,
     commit_info: dict[str, str],
-    ledger_range: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """The bridge of a run that consumed ``n1`` having consumed ``n0`` (None: nothing before), for the
-    account-months whose margin the run's commits after ``output_before`` moved; and the pair in the
-    history. ``ledger_range``: the day ledger's versions ``(after, up_to]`` the run consumed, whose
-    MPAN-days are the only ones whose inputs changed (None: every day of the moved months). Written
-    before the watermarks advance. Returns the figures the asset shows."""
-    started = time.perf_counter()
-    if n0 == n1:  # a rebuild at the same N: nothing was consumed, so nothing moved
-        return summary("skipped (same substrate version)", n0, n1, _empty(), 0, started)
-    output_after = store.ensure_table(MONTHLY_MARGIN)
-    _record_pair(store, n0, n1, output_after, run_id, commit_info)
-    if n0 is None:
-        return summary("first version (nothing to explain)", n0, n1, _empty(), 0, started)
-    if output_after == output_before:  # the run moved no margin
-        return summary("incremental", n0, n1, _empty(), 0, started)
-    changes = store.read_changes(spark, MONTHLY_MARGIN, output_before, output_after).frame
-    moved = changes.select("account_id", "month").distinct().cache()
-    months = [r["month"] for r in moved.select("month").distinct().collect()]
-    days = None
-    if ledger_range is not None:
-        ledger = store.read_changes(spark, DAY_LEDGER, *ledger_range).frame
-        keys = ledger.select("mpan_core", "settlement_date").distinct().cache()
-        days = Days(keys, settlement_dates(keys))
-    rows, read = explain(spark, store, n0, n1, months, moved, run_id, days)
-    store.ensure_table(MARGIN_BRIDGE)
-    held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {n1}")  # a retried commit's rows
-    replace_rows(
-        store, MARGIN_BRIDGE, rows, held.filter(pc.equal(held.column("to_version"), n1)), commit_info
-    )
-    return summary("incremental", n0, n1, rows, read, started)
-
-
-def _record_pair(
-    store: DeltaStore, n0: int | None, n1: int, output_version: int, run_id: str, commit_info: dict[str, str]
 ) -> None:
-    """Record that the margin moved from ``n0`` to ``n1`` (once: a replay of the pair leaves it be)."""
+    """Record that a run moved the margin from ``n0`` (None: nothing consumed before) to ``n1``, for
+    :func:`explain_recorded` to explain: the account-months its commits after ``output_before`` moved,
+    over the day ledger's versions ``ledger_range`` ``(after, up_to]`` (None: every day of those
+    months). Nothing when ``n0 == n1`` (a rebuild at the same N moved nothing) or the pair is recorded
+    already (a replay leaves it be). Written by the commit, before the watermarks advance."""
+    if n0 == n1:
+        return
     store.ensure_table(MARGIN_HISTORY)
     held = store.read_arrow(MARGIN_HISTORY).filter(pc.equal(pc.field("to_version"), n1)).to_pylist()
     if held and held[0]["from_version"] == n0:
@@ -293,12 +282,65 @@ def _record_pair(
     row = {
         "to_version": n1,
         "from_version": n0,
-        "output_version": output_version,
+        "output_version": store.ensure_table(MONTHLY_MARGIN),
         "run_id": run_id,
         "committed_at": dt.datetime.now(dt.UTC),
+        "output_before": output_before,
+        "ledger_after": None if ledger_range is None else ledger_range[0],
+        "ledger_up_to": None if ledger_range is None else ledger_range[1],
+        "explained": False,
     }
     rows = pa.Table.from_pylist([row], MARGIN_HISTORY.schema)
     store.merge(MARGIN_HISTORY, with_delete_flag(rows, MARGIN_HISTORY, delete=False), commit_info=commit_info)
+
+
+def explain_recorded(
+    spark: SparkSession, store: DeltaStore, run_id: str, commit_info: dict[str, str]
+) -> dict[str, Any] | None:
+    """Write the bridge of every recorded pair not yet explained, oldest first, each marked explained
+    once its rows are written. None: nothing to explain. Returns the figures the asset shows."""
+    if store.version(MARGIN_HISTORY) is None:
+        return None
+    pending = store.read_arrow(MARGIN_HISTORY).filter(pc.equal(pc.field("explained"), False)).to_pylist()
+    if not pending:
+        return None
+    started = time.perf_counter()
+    store.ensure_table(MARGIN_BRIDGE)
+    modes, parts, read = [], [], 0
+    for pair in sorted(pending, key=lambda p: p["to_version"]):
+        mode, rows, pair_read = _explain_pair(spark, store, pair, run_id)
+        held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {pair['to_version']}")
+        held = held.filter(pc.equal(held.column("to_version"), pair["to_version"]))  # explained before
+        if rows.num_rows or held.num_rows:
+            replace_rows(store, MARGIN_BRIDGE, rows, held, commit_info)
+        store.update(MARGIN_HISTORY, {"explained": "true"}, f"to_version = {pair['to_version']}", commit_info)
+        modes.append(mode)
+        parts.append(rows)
+        read += pair_read
+    mode = modes[0] if len(modes) == 1 else f"incremental ({len(modes)} recorded pairs)"
+    first, last = min(pending, key=lambda p: p["to_version"]), max(pending, key=lambda p: p["to_version"])
+    return summary(mode, first["from_version"], last["to_version"], pa.concat_tables(parts), read, started)
+
+
+def _explain_pair(
+    spark: SparkSession, store: DeltaStore, pair: dict[str, Any], run_id: str
+) -> tuple[str, pa.Table, int]:
+    """The bridge rows of one recorded pair (its mode, rows and substrate rows read)."""
+    n0, n1 = pair["from_version"], pair["to_version"]
+    if n0 is None:
+        return "first version (nothing to explain)", _empty(), 0
+    if pair["output_version"] == pair["output_before"]:  # the run moved no margin
+        return "incremental", _empty(), 0
+    changes = store.read_changes(spark, MONTHLY_MARGIN, pair["output_before"], pair["output_version"]).frame
+    moved = changes.select("account_id", "month").distinct().cache()
+    months = [r["month"] for r in moved.select("month").distinct().collect()]
+    days = None
+    if pair["ledger_after"] is not None:
+        ledger = store.read_changes(spark, DAY_LEDGER, pair["ledger_after"], pair["ledger_up_to"]).frame
+        keys = ledger.select("mpan_core", "settlement_date").distinct().cache()
+        days = Days(keys, settlement_dates(keys))
+    rows, read = explain(spark, store, n0, n1, months, moved, run_id, days)
+    return "incremental", rows, read
 
 
 def rebuild_months(

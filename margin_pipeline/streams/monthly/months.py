@@ -4,8 +4,10 @@
 agreements once, reduces them to the affected account x months and keeps that scope in
 ``control/monthly_margin_scope``; :func:`recompute_month` recomputes one month's scope from the
 ledger at the pinned version and merges it into ``gold/monthly_margin``; :func:`commit_margin`
-advances the watermarks once every month merged. The graph asset (:mod:`.margin`) runs them as
-steps; a remote engine runs :func:`refresh_margin`, the three in sequence.
+records the run's pair of substrate versions and advances the watermarks once every month merged;
+:func:`bridge_margin` then writes the margin bridge of what was recorded. The graph asset
+(:mod:`margin_pipeline.defs.streams.monthly_margin`) runs them as steps; a remote engine runs
+:func:`refresh_margin`, the four in sequence.
 """
 
 import datetime as dt
@@ -22,7 +24,13 @@ from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.base import DeltaStore
 from margin_pipeline.store.delta_rs import arrow_to_spark
-from margin_pipeline.streams.monthly.bridge import BRIDGE_TABLES, rebuild_months, record_movement
+from margin_pipeline.streams.monthly.bridge import (
+    BRIDGE_WRITER,
+    MARGIN_HISTORY,
+    explain_recorded,
+    rebuild_months,
+    record_pair,
+)
 from margin_pipeline.streams.monthly.output import STREAM
 from margin_pipeline.streams.monthly.profile import MonthlyProfile, months_between, next_month
 from margin_pipeline.streams.monthly.rules import monthly_margin
@@ -107,8 +115,7 @@ def plan_margin(
     backfill = profile.backfill_months()
     pin = resolve_pin(store, profile.substrate_version)
     recovered = recover(store, MARGIN_WATERMARK, MONTHLY_MARGIN, log)
-    for spec in BRIDGE_TABLES:  # written by the same commit step: a killed one's rows are undone too
-        recover(store, MARGIN_WATERMARK, spec, log)
+    recover(store, MARGIN_WATERMARK, MARGIN_HISTORY, log)  # written by the same commit: undone with it
     output_before = store.ensure_table(MONTHLY_MARGIN)
     consumed = read_watermarks(store, MARGIN_WATERMARK).substrate_version
     run = StreamRun(
@@ -169,7 +176,8 @@ def refresh_margin(
     """The whole for-each in one process, month after month (what a remote engine runs)."""
     plan, tasks = plan_margin(spark, store, profile, run_id, log)
     results = [recompute_month(spark, store, task, run_id, log) for task in tasks]
-    return commit_margin(spark, store, plan, results, run_id, log)
+    metadata = commit_margin(spark, store, plan, results, run_id, log)
+    return {**metadata, "margin_bridge": bridge_margin(spark, store, plan, run_id)}
 
 
 def _affected_months(run: StreamRun) -> DataFrame:
@@ -287,7 +295,7 @@ def commit_margin(
     if plan.months:
         outcomes = run_checks(MONTHLY_MARGIN_CHECKS, _check_scope(spark, store, plan))
     blocked = [c.name for c in outcomes if c.blocking and not c.passed]
-    undone, bridge = None, None
+    undone = None
     if blocked:
         undone = rollback(
             store, MONTHLY_MARGIN, plan.output_before, f"blocking check(s) failed: {', '.join(blocked)}", log
@@ -304,12 +312,11 @@ def commit_margin(
             if plan.advance
             else (current.versions, current.substrate_version)  # a backfill records only the output
         )
-        bridge = _bridge(spark, store, plan, number, run_id)
-        outputs = {spec.name: store.ensure_table(spec) for spec in (MONTHLY_MARGIN, *BRIDGE_TABLES)}
+        if plan.advance:
+            _record_pair(store, plan, run_id)
+        outputs = {spec.name: store.ensure_table(spec) for spec in (MONTHLY_MARGIN, MARGIN_HISTORY)}
         advance_watermarks(store, MARGIN_WATERMARK, versions, number, run_id, outputs)
     metadata = with_outcome(combine(plan, months), outcomes, plan.recovered, undone)
-    if bridge is not None:
-        metadata["margin_bridge"] = bridge
     log.info(
         f"{STREAM}: {metadata['mode']}; {len(months)} month(s); read {metadata['rows_read']:,} rows "
         f"({metadata['rows_read_pct_of_full']}% of a full rescan); wrote +{metadata['rows_inserted']} "
@@ -319,22 +326,30 @@ def commit_margin(
     return metadata
 
 
-def _bridge(
-    spark: SparkSession, store: DeltaStore, plan: MarginPlan, number: int | None, run_id: str
+def _record_pair(store: DeltaStore, plan: MarginPlan, run_id: str) -> None:
+    """Record the pair of substrate versions the run moved the margin between, and its bridge's scope."""
+    info = {
+        "margin_pipeline.stream": MARGIN_WATERMARK,
+        "run_id": run_id,
+        "substrate_version": str(plan.substrate_version),
+    }
+    ledger = "monthly_day_ledger"  # the MPAN-days whose inputs changed: those the run consumed changes of
+    consumed = (plan.watermarks[ledger], plan.targets[ledger]) if ledger in plan.watermarks else None
+    record_pair(store, plan.from_version, plan.substrate_version, plan.output_before, consumed, run_id, info)
+
+
+def bridge_margin(
+    spark: SparkSession, store: DeltaStore, plan: MarginPlan, run_id: str
 ) -> dict[str, Any] | None:
-    """Write the run's margin bridge (:mod:`.bridge`): the movement from the N consumed before to the
-    N consumed now, or a backfill's months rebuilt from the recorded history. None: not a bridge run."""
-    info = {"margin_pipeline.stream": MARGIN_WATERMARK, "run_id": run_id, "substrate_version": str(number)}
+    """The run's margin bridge (:mod:`.bridge`), after its commit: every recorded pair not yet
+    explained, then a backfill's months rebuilt from the recorded history. None: nothing to write."""
+    number = read_watermarks(store, MARGIN_WATERMARK).substrate_version
+    info = {"margin_pipeline.stream": BRIDGE_WRITER, "run_id": run_id, "substrate_version": str(number)}
+    explained = explain_recorded(spark, store, run_id, info)
     if plan.backfill:
         months = [dt.date.fromisoformat(m) for m in plan.months]
         return rebuild_months(spark, store, months, number, run_id, info)
-    if not plan.advance:
-        return None
-    ledger = "monthly_day_ledger"  # the MPAN-days whose inputs changed: those the run consumed changes of
-    consumed = (plan.watermarks[ledger], plan.targets[ledger]) if ledger in plan.watermarks else None
-    return record_movement(
-        spark, store, plan.from_version, plan.substrate_version, plan.output_before, run_id, info, consumed
-    )
+    return explained
 
 
 def _check_scope(spark: SparkSession, store: DeltaStore, plan: MarginPlan) -> CheckScope:
