@@ -13,13 +13,15 @@ ACC2's margin at the start:
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from margin_pipeline.cli import render_explanation
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.monthly.bridge import CAUSES, MARGIN_HISTORY
+from margin_pipeline.streams.monthly.bridge import CAUSES, MARGIN_HISTORY, month_chunks
 from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline_tests.faults import patched
@@ -213,6 +215,14 @@ def test_a_failed_bridge_leaves_the_margin_published_and_the_next_run_writes_it(
     result = materialize(STREAMS)  # explained: the next run has nothing to write
     assert metadata_of(result, ["gold", "margin_bridge"])["mode"] == "skipped (no changes)"
     assert store.version(MARGIN_BRIDGE) == bridge_version
+
+
+def test_a_pair_spanning_many_dates_is_explained_a_few_months_at_a_time() -> None:
+    jan, feb, mar = dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)
+    assert month_chunks([mar, jan, feb], None) == [[jan], [feb], [mar]]  # whole months: 31, 28, 31 days
+    assert month_chunks([jan, feb, mar], [dt.date(2026, 1, 5), dt.date(2026, 2, 9), mar]) == [[jan, feb, mar]]
+    forty = [jan + dt.timedelta(days=i) for i in range(40)]  # 31 in January, 9 in February, none in March
+    assert month_chunks([jan, feb, mar], forty) == [[jan], [feb, mar]]
 
 
 def test_causes_are_the_contracts_classes_in_order() -> None:
