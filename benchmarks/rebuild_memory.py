@@ -15,51 +15,38 @@ starts) and where delta-rs merges it (``merge``). A rebuild over identical data 
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import RESULTS_DIR, machine_info, print_table, timestamp, write_json
+from benchmarks.report import RESULTS_DIR, RssSampler, machine_info, print_table, timestamp, write_json
 
 NAME = "rebuild_memory"
 DEFAULT_OUT = RESULTS_DIR / f"{NAME}.json"
-
-
-def rss_gb() -> float:
-    with open("/proc/self/status") as status:
-        return int(status.read().split("VmRSS:")[1].split()[0]) / 1024**2
 
 
 class Phases:
     """The process's peak RSS within each phase (a phase ends where the next is marked)."""
 
     def __init__(self) -> None:
-        self.peak = rss_gb()
+        self.sampler = RssSampler()
         self.phases: list[dict[str, Any]] = []
         self.started = time.perf_counter()
-        self._stop = threading.Event()
-        threading.Thread(target=self._sample, daemon=True).start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, rss_gb())
 
     def mark(self, phase_ended: str) -> None:
-        now = rss_gb()
+        peak, now = self.sampler.take()
         self.phases.append(
             {
                 "phase": phase_ended,
                 "ended_s": round(time.perf_counter() - self.started, 2),
-                "peak_gb": round(max(self.peak, now), 2),
-                "rss_at_end_gb": round(now, 2),
+                "peak_gb": round(peak / 1024, 2),
+                "rss_at_end_gb": round(now / 1024, 2),
             }
         )
-        self.peak = now
 
     def stop(self) -> None:
-        self._stop.set()
+        self.sampler.stop()
 
 
 def instrumented(

@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -184,6 +185,31 @@ def rss_mb() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
+
+
+class RssSampler:
+    """This process's RSS sampled every ``every`` seconds in a thread; :meth:`take` is the peak (MB)
+    since the last take (``ru_maxrss`` only ever rises, so it cannot say which phase made a peak)."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.peak = rss_mb() or 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.peak = max(self.peak, rss_mb() or 0.0)
+
+    def take(self) -> tuple[float, float]:
+        """The peak since the last take and the RSS now (MB); the next peak starts from now."""
+        now = rss_mb() or 0.0
+        peak, self.peak = max(self.peak, now), now
+        return peak, now
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def peak_rss_mb(children: bool = False) -> float:
