@@ -167,17 +167,21 @@ def test_backfill_rebuilds_the_months_rows_from_the_recorded_history(
         (r["to_version"], r["account_id"], r["cause"]): r["delta_gbp"] for r in read(store, MARGIN_BRIDGE)
     }
     assert {(v, a) for v, a, _ in kept} == {(first, "ACC2"), (second, "ACC3")}
-    # A lost row and a wrong one: the backfill of October puts both right from the two recorded pairs.
+    # A lost row and a wrong one: the backfill of September and October puts both right from the two
+    # recorded pairs.
     store.update(MARGIN_BRIDGE, {"delta_gbp": "99.0"}, f"to_version = {first}")
     store.update(MARGIN_BRIDGE, {"cause": "'prices'"}, f"to_version = {second}")
-    backfill = {"backfill_from": "2025-10", "backfill_to": "2025-10"}
+    backfill = {"backfill_from": "2025-09", "backfill_to": "2025-10"}
     result = materialize(STREAMS, {"gold__monthly_margin": backfill})
     assert result.success
     rebuilt = {
         (r["to_version"], r["account_id"], r["cause"]): r["delta_gbp"] for r in read(store, MARGIN_BRIDGE)
     }
     assert rebuilt == pytest.approx(kept, abs=1e-9)
-    assert metadata_of(result, ["gold", "margin_bridge"])["pairs_rebuilt"] == 2
+    shown = metadata_of(result, ["gold", "margin_bridge"])
+    # Each pair is explained only for the months whose inputs it changed: the first changed the
+    # volumes of 1 October, the second added an agreement from 1 October on. September, for neither.
+    assert (shown["pairs_rebuilt"], shown["pair_months_unchanged"]) == (2, 2)
 
 
 def test_a_failed_bridge_leaves_the_margin_published_and_the_next_run_writes_it(

@@ -180,8 +180,9 @@ def bridge_metadata(store: DeltaRsStore, bridge: dict[str, Any] | None, engine: 
         out["mode"] = bridge["mode"]
         for name in ("account_months_moved", "bridge_rows", "substrate_rows_read", "wall_seconds"):
             out[name] = bridge[name]
-        if "pairs_rebuilt" in bridge:
-            out["pairs_rebuilt"] = bridge["pairs_rebuilt"]
+        for name in ("pairs_rebuilt", "pair_months_unchanged"):  # a backfill's
+            if name in bridge:
+                out[name] = bridge[name]
         for name in ("from_version", "to_version"):
             out[name] = dg.MetadataValue.text("none" if bridge[name] is None else str(bridge[name]))
         out["movements"] = dg.MetadataValue.md(movements_markdown(bridge["movements"]))

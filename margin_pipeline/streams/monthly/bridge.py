@@ -50,7 +50,13 @@ from pyspark.sql import functions as F
 from margin_pipeline.contracts.feeds import RUN_RANK
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
-from margin_pipeline.store.base import DeltaStore, replace_rows, to_arrow, with_delete_flag
+from margin_pipeline.store.base import (
+    DeltaStore,
+    StaleWatermarkError,
+    replace_rows,
+    to_arrow,
+    with_delete_flag,
+)
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.monthly.profile import next_month
 from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, tallies
@@ -409,7 +415,8 @@ def rebuild_months(
     commit_info: dict[str, str],
 ) -> dict[str, Any]:
     """A backfill's bridge: the rows of ``months`` rebuilt for every recorded pair up to ``through``
-    (the monthly margin's committed N), every account of the months; their other rows deleted."""
+    (the monthly margin's committed N), every account of the months; their other rows deleted. A
+    pair is explained only for the months whose inputs it changed (:func:`months_changed`)."""
     started = time.perf_counter()
     store.ensure_table(MARGIN_BRIDGE)
     pairs = [
@@ -419,18 +426,75 @@ def rebuild_months(
         )
         if r["from_version"] is not None and through is not None and r["to_version"] <= through
     ]
-    parts, read = [], 0
+    parts, read, skipped = [], 0, 0
     for n0, n1 in sorted(pairs, key=lambda p: p[1]):
-        rows, pair_read = explain(spark, store, n0, n1, months, None, run_id)
-        parts.append(rows)
-        read += pair_read
+        changed, changes_read = months_changed(spark, store, n0, n1, months)
+        read += changes_read
+        skipped += len(months) - len(changed)
+        if changed:
+            rows, pair_read = explain(spark, store, n0, n1, changed, None, run_id)
+            parts.append(rows)
+            read += pair_read
     rows = pa.concat_tables(parts) if parts else _empty()
     held = store.read_arrow(MARGIN_BRIDGE, where=f"month >= '{min(months)}' AND month <= '{max(months)}'")
     in_months = pc.is_in(held.column("month"), pa.array(sorted(months), pa.date32()))
     replace_rows(store, MARGIN_BRIDGE, rows, held.filter(in_months), commit_info)
     meta = summary("backfill", min((p[0] for p in pairs), default=None), through, rows, read, started)
     meta["pairs_rebuilt"] = len(pairs)
+    meta["pair_months_unchanged"] = skipped
     return meta
+
+
+#: The dates a substrate table's row can move: the columns of its first and last (a settlement date
+#: twice; a validity or supply range, open where null) and the days to widen them by on each side
+#: (rates: their validity is in UTC instants, a local date's periods start up to a day either side).
+#: A changed row moves only the months its range overlaps. Not here (metering points, tariffs): a
+#: change may move every month.
+DATED_BY: dict[str, tuple[str, str, int]] = {
+    VOLUMES: ("settlement_date", "settlement_date", 0),
+    RUNS: ("settlement_date", "settlement_date", 0),
+    "prices": ("settlement_date", "settlement_date", 0),
+    "charges": ("valid_from", "valid_to", 0),
+    "tariff_rates": ("valid_from", "valid_to", 1),
+    "supply_agreements": ("supply_start", "supply_end", 0),
+}
+
+
+def months_changed(
+    spark: SparkSession, store: DeltaStore, n0: int, n1: int, months: Sequence[dt.date]
+) -> tuple[list[dt.date], int]:
+    """The months of ``months`` whose inputs differ between substrate versions ``n0`` and ``n1``, and
+    the change-feed rows read to tell. A month none of whose inputs changed has the same margin in all
+    six states: nothing to explain. A changed row of a table in :data:`DATED_BY` moves the months its
+    dates overlap (its pre-image's and post-image's: both are in the feed); any other changed table,
+    or a change feed no longer readable, every month."""
+    before, after = resolve_pin(store, n0), resolve_pin(store, n1)
+    spans: set[tuple[dt.date | None, dt.date | None]] = set()
+    read = 0
+    for name in (n for _, names in CAUSES for n in names):
+        v0, v1 = before.version_of(name), after.version_of(name)
+        if v0 == v1:
+            continue
+        if name not in DATED_BY or v0 is None or v1 is None:
+            return sorted(months), read
+        try:
+            changes = store.read_changes(spark, SUBSTRATE[name], min(v0, v1), max(v0, v1))
+        except StaleWatermarkError:
+            return sorted(months), read
+        first, last, widen = DATED_BY[name]
+        found = changes.frame.select(F.to_date(first).alias("lo"), F.to_date(last).alias("hi")).distinct()
+        margin = dt.timedelta(days=widen)
+        spans |= {
+            (None if r["lo"] is None else r["lo"] - margin, None if r["hi"] is None else r["hi"] + margin)
+            for r in found.collect()
+        }
+        read += changes.rows
+    touched = [
+        m
+        for m in months
+        if any((lo is None or lo < next_month(m)) and (hi is None or hi >= m) for lo, hi in spans)
+    ]
+    return sorted(touched), read
 
 
 def _empty() -> pa.Table:
