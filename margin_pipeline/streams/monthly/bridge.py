@@ -371,7 +371,7 @@ def explain_recorded(
     store.ensure_table(MARGIN_BRIDGE)
     modes, parts, read = [], [], 0
     for pair in sorted(pending, key=lambda p: p["to_version"]):
-        mode, rows, pair_read = _explain_pair(spark, store, pair, run_id)
+        mode, rows, pair_read = explain_pair(spark, store, pair, run_id)
         held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {pair['to_version']}")
         held = held.filter(pc.equal(held.column("to_version"), pair["to_version"]))  # explained before
         if rows.num_rows or held.num_rows:
@@ -385,7 +385,7 @@ def explain_recorded(
     return summary(mode, first["from_version"], last["to_version"], pa.concat_tables(parts), read, started)
 
 
-def _explain_pair(
+def explain_pair(
     spark: SparkSession, store: DeltaStore, pair: dict[str, Any], run_id: str
 ) -> tuple[str, pa.Table, int]:
     """The bridge rows of one recorded pair (its mode, rows and substrate rows read)."""
