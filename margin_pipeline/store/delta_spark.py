@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from pydantic import PrivateAttr
 
 from margin_pipeline.store.base import (
     DELETE_FLAG,
@@ -71,6 +72,8 @@ class DeltaSparkStore(DeltaStore):
 
     catalog: str = ""
     schema_name: str = ""
+    #: Tables whose columns this store has matched to their spec (:func:`new_columns`): once each.
+    _columns_checked: set[str] = PrivateAttr(default_factory=set)
 
     def uri(self, spec: TableSpec) -> str:
         return f"{self.lake_root.rstrip('/')}/{spec.name}"
@@ -128,7 +131,10 @@ class DeltaSparkStore(DeltaStore):
         for key, value in TABLE_PROPERTIES.items():
             builder = builder.property(key, value)
         builder.execute()
+        if spec.name in self._columns_checked:
+            return self.version(spec) or 0
         added = new_columns(spec, self._load(self._spark().read.format("delta"), spec).columns)
+        self._columns_checked.add(spec.name)
         if added:
             columns = from_arrow_schema(pa.schema(added))
             target = name or f"delta.`{self.uri(spec)}`"

@@ -254,8 +254,9 @@ def explain(
     parts, read = [], 0
     for chunk in month_chunks(months, None if days is None else days.dates):
         first, end = chunk[0], next_month(chunk[-1])
-        within = days
-        if days is not None and len(chunk) < len(months):
+        whole = len(chunk) == len(months)  # one query for every month: nothing to narrow
+        within, scoped = days, accounts
+        if days is not None and not whole:
             dates = [d for d in days.dates if first <= d < end]
             if not dates:  # no day of these months changed: their movements are all 0
                 continue
@@ -263,8 +264,7 @@ def explain(
                 (F.col("settlement_date") >= F.lit(first)) & (F.col("settlement_date") < F.lit(end))
             )
             within = Days(keys, dates)
-        scoped = accounts
-        if accounts is not None and len(chunk) < len(months):
+        if accounts is not None and not whole:
             scoped = accounts.where(F.col("month").isin(chunk))
         rows, chunk_read = _explain_months(spark, store, n0, n1, chunk, scoped, run_id, within)
         parts.append(rows)
@@ -365,12 +365,13 @@ def explain_recorded(
     if store.version(MARGIN_HISTORY) is None:
         return None
     pending = store.read_arrow(MARGIN_HISTORY).filter(pc.equal(pc.field("explained"), False)).to_pylist()
+    pending.sort(key=lambda p: p["to_version"])
     if not pending:
         return None
     started = time.perf_counter()
     store.ensure_table(MARGIN_BRIDGE)
     modes, parts, read = [], [], 0
-    for pair in sorted(pending, key=lambda p: p["to_version"]):
+    for pair in pending:
         mode, rows, pair_read = explain_pair(spark, store, pair, run_id)
         held = store.read_arrow(MARGIN_BRIDGE, where=f"to_version = {pair['to_version']}")
         held = held.filter(pc.equal(held.column("to_version"), pair["to_version"]))  # explained before
@@ -381,8 +382,8 @@ def explain_recorded(
         parts.append(rows)
         read += pair_read
     mode = modes[0] if len(modes) == 1 else f"incremental ({len(modes)} recorded pairs)"
-    first, last = min(pending, key=lambda p: p["to_version"]), max(pending, key=lambda p: p["to_version"])
-    return summary(mode, first["from_version"], last["to_version"], pa.concat_tables(parts), read, started)
+    first, last = pending[0]["from_version"], pending[-1]["to_version"]
+    return summary(mode, first, last, pa.concat_tables(parts), read, started)
 
 
 def explain_pair(
