@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from margin_pipeline.contracts.calendar import local_midnight_utc as local_midnight
 from margin_pipeline.streams.shared.calendar import (
     HALF_HOUR_SECONDS,
     local_date,
@@ -117,12 +118,11 @@ def pence_ex_vat_to_gbp(pence):
     return pence / 100 / VAT_DIVISOR
 
 
-def _date_runs(days: Sequence[dt.date], gap: int = 3) -> list[tuple[dt.date, dt.date]]:
-    """Ascending ``days`` as ranges ``(first, last)``, one per run of days less than ``gap`` days
-    apart (so the margins of :func:`validity_overlaps` around neighbouring ranges never overlap)."""
+def _date_runs(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Ascending ``days`` as ranges ``(first, last)`` of consecutive days."""
     runs: list[tuple[dt.date, dt.date]] = []
     for day in days:
-        if runs and (day - runs[-1][1]).days <= gap:
+        if runs and (day - runs[-1][1]).days <= 1:
             runs[-1] = (runs[-1][0], day)
         else:
             runs.append((day, day))
@@ -130,16 +130,22 @@ def _date_runs(days: Sequence[dt.date], gap: int = 3) -> list[tuple[dt.date, dt.
 
 
 def validity_overlaps(days: Sequence[dt.date]) -> str:
-    """SQL predicate: rate rows whose UTC validity can touch one of the local dates ``days``
-    (ascending), one range per run of nearby dates.
+    """SQL predicate: rate rows valid at some instant of the local dates ``days`` (ascending), one
+    UTC range per run of consecutive dates, from the first date's local midnight to the local
+    midnight after the last.
 
-    A day's margin on either side covers the UTC offset; usable for file pruning and as a filter.
-    An incremental run gives the dates it touches, so the rates of the days between a restated date
-    and the new date are not read. No days: ``false``.
+    Exactly the rows :func:`slot_rates` (valid at a half-hour start of the range) and
+    :func:`daily_rates` (valid at a local midnight of the range) can use; usable for file pruning
+    and as a filter. An incremental run gives the dates it touches, so the rates of the days between
+    a restated date and the new date are not read. No days: ``false``.
     """
     terms = []
     for first_day, last_day in _date_runs(days):
-        lo = (first_day - dt.timedelta(days=1)).isoformat()
-        hi = (last_day + dt.timedelta(days=2)).isoformat()
-        terms.append(f"(valid_to > '{lo}T00:00:00Z' AND valid_from < '{hi}T00:00:00Z')")
+        lo = _utc_literal(local_midnight(first_day))
+        hi = _utc_literal(local_midnight(last_day + dt.timedelta(days=1)))
+        terms.append(f"(valid_to > '{lo}' AND valid_from < '{hi}')")
     return " OR ".join(terms) or "false"
+
+
+def _utc_literal(instant: dt.datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
