@@ -149,6 +149,46 @@ def test_waiting_rows_are_computed_when_prices_arrive(publish, materialize, stor
     assert meta["rows_inserted"] == 48
 
 
+def test_a_new_date_published_with_its_prices_is_costed_from_the_change_feed(
+    publish, materialize, store
+) -> None:
+    """A new date's volumes and prices in one publication: every row held for the date is in the
+    volume change feed, so the date's snapshot is not read. When some of a date's volumes were held
+    before its prices came, its snapshot is read and they are costed too."""
+    other = "1300000000007"  # 1x3 + 3x5 = 18; 18 % 11 % 10 = 7
+    points = csv("mpan_core,gsp_group,line_loss_factor", f"{MPAN},_A,1.05", f"{other},_A,1.05")
+    publish(BASE | {"metering_points": points})
+    assert materialize([settlement_cost_hh]).success
+    new = "2025-10-02"
+    publish(
+        {
+            "settlement_volumes": csv(VOLUMES, *day_of(MPAN, new, "SF", {})),
+            "prices": csv(PRICES, *prices_of(new, "SF", {})),
+        }
+    )
+    meta = metadata_of(materialize([settlement_cost_hh]), ["gold", "settlement_cost_hh"])
+    assert meta["mode"] == "incremental"
+    assert "settlement_volumes" not in by_source(meta, "snapshot_rows")
+    assert meta["rows_inserted"] == 48
+    waiting = "2025-10-03"
+    publish({"settlement_volumes": csv(VOLUMES, *day_of(other, waiting, "SF", {}))})
+    assert materialize([settlement_cost_hh]).success
+    publish(
+        {
+            # A date's file holds all of its volumes: the other MPAN's rows again, unchanged.
+            "settlement_volumes": csv(
+                VOLUMES, *day_of(other, waiting, "SF", {}), *day_of(MPAN, waiting, "SF", {})
+            ),
+            "prices": csv(PRICES, *prices_of(waiting, "SF", {})),
+        }
+    )
+    meta = metadata_of(materialize([settlement_cost_hh]), ["gold", "settlement_cost_hh"])
+    assert by_source(meta, "change_feed_rows")["settlement_volumes"] == 48
+    assert by_source(meta, "snapshot_rows")["settlement_volumes"] == 96
+    assert meta["rows_inserted"] == 96
+    assert len([r for r in read(store, SETTLEMENT_COST_HH) if str(r["settlement_date"]) == waiting]) == 96
+
+
 def test_levy_restatement_fans_out_to_its_validity(publish, materialize, store) -> None:
     other_day = "2025-10-02"
     publish(
