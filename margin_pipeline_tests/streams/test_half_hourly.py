@@ -8,7 +8,7 @@ import pytest
 
 from margin_pipeline.contracts.calendar import period_start_utc, periods_in_day
 from margin_pipeline.defs.streams.assets import ASSETS
-from margin_pipeline.gold import HH_REVENUE
+from margin_pipeline.gold import HH_MARGIN, HH_REVENUE, SETTLEMENT_COST_HH
 from margin_pipeline.orchestration.runs import by_source
 from margin_pipeline.streams.shared.tariffs import validity_overlaps
 from margin_pipeline.substrate.tables import SUBSTRATE
@@ -206,3 +206,36 @@ def test_a_date_reads_the_rate_files_of_its_own_local_day(publish, store, day) -
     touched = 1 + periods_in_day(before) + periods_in_day(day)
     assert store.row_count(rates, where=validity_overlaps([day])) == touched
     assert store.row_count(rates, where=validity_overlaps([day, after])) == touched + periods_in_day(after)
+
+
+def test_hh_margin_takes_a_cost_that_only_changed_value_in_place(publish, materialize, store) -> None:
+    """A restated price changes the cost of a half hour whose revenue did not move: hh_margin updates
+    that row's cost and margin from the revenue it holds, reading no revenue. A cost that appears
+    after its revenue (prices late) is a new row: that one is joined to the revenue it reads."""
+    chain = [ASSETS[n] for n in ("settlement_cost_hh", "hh_revenue", "monthly_day_ledger", "monthly_margin")]
+    chain.append(ASSETS["hh_margin"])
+    prices = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
+    publish(BASE)  # volumes and rates: revenue now, cost when the prices come
+    assert materialize(chain).success
+    assert read(store, HH_MARGIN) == []
+    publish({"prices": csv(prices, *(f"{DAY},{p},SF,50.0" for p in range(1, 49)))})
+    meta = metadata_of(materialize(chain), ["gold", "hh_margin"])
+    assert meta["rows_inserted"] == 48
+    assert by_source(meta, "snapshot_rows")["hh_revenue"] == 48
+    before = {r["settlement_period"]: r for r in read(store, HH_MARGIN)}
+
+    restated = (f"{DAY},{p},R1,{90.0 if p == 35 else 50.0}" for p in range(1, 49))
+    publish({"prices": csv(prices, *restated)})
+    meta = metadata_of(materialize(chain), ["gold", "hh_margin"])
+    assert by_source(meta, "snapshot_rows") == {"hh_revenue": 0, "settlement_cost_hh": 0}
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 1, 0)
+    after = {r["settlement_period"]: r for r in read(store, HH_MARGIN)}
+    [cost] = [
+        r for r in read(store, SETTLEMENT_COST_HH) if r["mpan_core"] == HH and r["settlement_period"] == 35
+    ]
+    # kwh_gsp = 0.4 x 1.05 = 0.42; energy 0.42 / 1000 x 90 (no charges in this substrate)
+    assert cost["total_cost_gbp"] == pytest.approx(0.42 / 1000 * 90, abs=1e-12)
+    assert after[35]["cost_gbp"] == cost["total_cost_gbp"]
+    assert after[35]["margin_gbp"] == after[35]["revenue_gbp"] - cost["total_cost_gbp"]
+    assert after[35]["revenue_gbp"] == before[35]["revenue_gbp"]
+    assert {p for p in after if after[p] != before[p]} == {35}
