@@ -239,3 +239,29 @@ def test_hh_margin_takes_a_cost_that_only_changed_value_in_place(publish, materi
     assert after[35]["margin_gbp"] == after[35]["revenue_gbp"] - cost["total_cost_gbp"]
     assert after[35]["revenue_gbp"] == before[35]["revenue_gbp"]
     assert {p for p in after if after[p] != before[p]} == {35}
+
+
+def test_hh_margin_reads_no_revenue_for_a_new_dates_costs_without_revenue(
+    publish, materialize, store
+) -> None:
+    """A new day: the HH meter's revenue and cost arrive in the change feeds, and so does the cost of
+    the meter on a MONTHLY tariff, which has no revenue row. Every revenue row of that date is in the
+    revenue feed, so hh_margin does not read the date's revenue to learn that the other has none."""
+    chain = [ASSETS[n] for n in ("settlement_cost_hh", "hh_revenue", "monthly_day_ledger", "monthly_margin")]
+    chain.append(ASSETS["hh_margin"])
+    prices = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
+    publish(BASE | {"prices": csv(prices, *(f"{DAY},{p},SF,50.0" for p in range(1, 49)))})
+    assert materialize(chain).success
+    new = DAY + dt.timedelta(days=1)
+    publish(
+        {
+            "tariff_rates": csv(RATES, *hh_rates(new, {})),
+            "prices": csv(prices, *(f"{new},{p},SF,50.0" for p in range(1, 49))),
+            "settlement_volumes": csv(VOLUMES, *volumes(HH, new, {}), *volumes(FLAT, new, {})),
+        }
+    )
+    meta = metadata_of(materialize(chain), ["gold", "hh_margin"])
+    assert by_source(meta, "change_feed_rows") == {"hh_revenue": 48, "settlement_cost_hh": 96}
+    assert by_source(meta, "snapshot_rows") == {"hh_revenue": 0, "settlement_cost_hh": 0}
+    assert meta["rows_inserted"] == 48
+    assert {r["mpan_core"] for r in read(store, HH_MARGIN) if r["settlement_date"] == new} == {HH}

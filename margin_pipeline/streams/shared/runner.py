@@ -194,9 +194,27 @@ class StreamRun:
         if changes is None:
             return self.rows_for(name, keys, on)
         alive, _deleted = latest_state(changes, on)
-        touched = changed_keys(changes, on)
-        rest = self.rows_for(name, keys.join(touched, list(on), "left_anti"), on)
-        return alive.join(keys, list(on), "left_semi").unionByName(rest)
+        rest = keys.join(changed_keys(changes, on), list(on), "left_anti")
+        if "settlement_date" in on and (in_feed := self.dates_in_feed(name, on, settlement_dates(rest))):
+            rest = rest.where(~F.col("settlement_date").isin(in_feed))
+        return alive.join(keys, list(on), "left_semi").unionByName(self.rows_for(name, rest, on))
+
+    def dates_in_feed(self, name: str, key: Sequence[str], days: Sequence[dt.date]) -> list[dt.date]:
+        """Those of ``days`` whose every row of ``name`` held at the pin is one the change feed left
+        alive (a new date, published whole in this range): reading their snapshot would find no
+        other row.
+
+        Per date, the feed's rows are a subset of the held ones, so equal counts (the held ones
+        from the store's statistics, no data read) mean the same rows.
+        """
+        changes = self.changes(name)
+        if changes is None or not days:
+            return []
+        alive, _deleted = latest_state(changes, key)
+        counted = alive.where(F.col("settlement_date").isin(list(days))).groupBy("settlement_date").count()
+        in_feed = {row[0]: row[1] for row in counted.collect()}
+        spec, version = self.by_name[name].spec, self.targets[name]
+        return [d for d in days if in_feed.get(d, 0) == self.store.row_count(spec, version, in_dates([d]))]
 
     def full_scan_rows(self) -> int:
         """Rows a full recompute reads: every source at its pinned version (from Delta statistics)."""

@@ -83,28 +83,16 @@ def volumes_of_mpans(run: StreamRun, mpans: DataFrame) -> DataFrame:
 def volumes_of_slots(run: StreamRun, slots: DataFrame) -> DataFrame:
     """Held volume rows of the given dates, or (date, period) pairs when ``slots`` has a period column.
 
-    For :func:`volume_scope`: when every row held for those dates is in the volumes change feed (a
-    new date published with its prices), none is read, as the scope takes them from the feed.
+    For :func:`volume_scope`: the dates whose every held row is in the volume change feed (a new
+    date published with its prices) are not read, as the scope takes those rows from the feed.
     """
     on: list[str] = [c for c in ("settlement_date", "settlement_period") if c in slots.columns]
     days = settlement_dates(slots)
-    if not days or _all_in_feed(run, days):
+    in_feed = set(run.dates_in_feed(VOLUMES, VOLUME_KEY, days))
+    days = [d for d in days if d not in in_feed]
+    if not days:
         return no_volumes(run)
     return run.snapshot(VOLUMES, where=in_dates(days)).join(slots.select(*on).distinct(), on, "left_semi")
-
-
-def _all_in_feed(run: StreamRun, days: list[dt.date]) -> bool:
-    """Whether every volume row held for ``days`` at the pin is a row the change feed left alive.
-
-    Those rows are a subset of the held ones, so equal counts (the held ones from the log's
-    statistics, no data read) mean the same rows.
-    """
-    changes = run.changes(VOLUMES)
-    if changes is None:
-        return False
-    alive, _deleted = latest_state(changes, VOLUME_KEY)
-    in_feed = alive.where(F.col("settlement_date").isin(days)).count()
-    return in_feed == run.store.row_count(run.by_name[VOLUMES].spec, run.targets[VOLUMES], in_dates(days))
 
 
 def volumes_in_ranges(run: StreamRun, ranges: DataFrame) -> DataFrame:
