@@ -190,20 +190,16 @@ def test_no_date_ranges_select_no_rate_files(publish, store) -> None:
     "day", [DAY, dt.date(2025, 10, 26), dt.date(2025, 11, 5)], ids=["bst", "clock-change-50", "gmt"]
 )
 def test_a_date_reads_the_rate_files_of_its_own_local_day(publish, store, day) -> None:
-    """A date's rate window runs from its local midnight to the next one, in UTC: not the file of
-    the day after (one publication a day), in summer, winter or on the day the clocks go back.
-
-    The day before's file is touched too, though its rows are filtered out: its last row ends
-    exactly at the date's local midnight, and Delta's timestamp statistics are kept to the
-    millisecond, so delta-rs cannot rule out a row ending a little later.
-    """
+    """A date's rate window runs from its local midnight to the next one, in UTC: it touches
+    neither the file of the day before (whose last row ends at that midnight) nor that of the day
+    after (one publication a day), in summer, winter or on the day the clocks go back."""
     standard = "STANDARD,_A,2025-09-01T00:00:00Z,2026-01-01T00:00:00Z,25.0,51.0"
     publish({k: BASE[k] for k in ("metering_points", "tariffs")} | {"tariff_rates": csv(RATES, standard)})
     before, after = day - dt.timedelta(days=1), day + dt.timedelta(days=1)
     for each in (before, day, after):
         publish({"tariff_rates": csv(RATES, *hh_rates(each, {}))})
     rates = SUBSTRATE["tariff_rates"]
-    touched = 1 + periods_in_day(before) + periods_in_day(day)
+    touched = 1 + periods_in_day(day)
     assert store.row_count(rates, where=validity_overlaps([day])) == touched
     assert store.row_count(rates, where=validity_overlaps([day, after])) == touched + periods_in_day(after)
 

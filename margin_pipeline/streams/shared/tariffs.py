@@ -138,12 +138,17 @@ def validity_overlaps(days: Sequence[dt.date]) -> str:
     :func:`daily_rates` (valid at a local midnight of the range) can use; usable for file pruning
     and as a filter. An incremental run gives the dates it touches, so the rates of the days between
     a restated date and the new date are not read. No days: ``false``.
+
+    Rate timestamps are whole seconds (ingest accepts ``YYYY-MM-DDTHH:MM:SSZ`` only), so
+    ``valid_to > start`` is written ``valid_to >= start + 1 s``: Delta keeps timestamp statistics
+    to the millisecond, so delta-rs cannot prune on ``>`` a file whose last row ends exactly at
+    ``start`` (the day before's), but can on ``>=`` a second later.
     """
     terms = []
     for first_day, last_day in _date_runs(days):
-        lo = _utc_literal(local_midnight(first_day))
-        hi = _utc_literal(local_midnight(last_day + dt.timedelta(days=1)))
-        terms.append(f"(valid_to > '{lo}' AND valid_from < '{hi}')")
+        after_start = _utc_literal(local_midnight(first_day) + dt.timedelta(seconds=1))
+        end = _utc_literal(local_midnight(last_day + dt.timedelta(days=1)))
+        terms.append(f"(valid_to >= '{after_start}' AND valid_from < '{end}')")
     return " OR ".join(terms) or "false"
 
 
