@@ -61,6 +61,21 @@ BASE = {
 }
 
 
+#: The five stream assets in dependency order: hh_margin publishes once all have consumed N.
+STREAMS = [
+    ASSETS[n]
+    for n in ("settlement_cost_hh", "hh_revenue", "monthly_day_ledger", "monthly_margin", "hh_margin")
+]
+PRICES = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
+
+
+def prices(day: dt.date, run: str = "SF", price: dict[int, float] | None = None) -> str:
+    """A prices file of ``day``: 50.0 GBP/MWh in every period but those of ``price``."""
+    return csv(
+        PRICES, *(f"{day},{p},{run},{(price or {}).get(p, 50.0)}" for p in range(1, periods_in_day(day) + 1))
+    )
+
+
 def at(rows: list[dict], period: int, mpan: str = HH) -> dict:
     [found] = [r for r in rows if r["settlement_period"] == period and r["mpan_core"] == mpan]
     return found
@@ -208,21 +223,17 @@ def test_hh_margin_takes_a_cost_that_only_changed_value_in_place(publish, materi
     """A restated price changes the cost of a half hour whose revenue did not move: hh_margin updates
     that row's cost and margin from the revenue it holds, reading no revenue. A cost that appears
     after its revenue (prices late) is a new row: that one is joined to the revenue it reads."""
-    chain = [ASSETS[n] for n in ("settlement_cost_hh", "hh_revenue", "monthly_day_ledger", "monthly_margin")]
-    chain.append(ASSETS["hh_margin"])
-    prices = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
     publish(BASE)  # volumes and rates: revenue now, cost when the prices come
-    assert materialize(chain).success
+    assert materialize(STREAMS).success
     assert read(store, HH_MARGIN) == []
-    publish({"prices": csv(prices, *(f"{DAY},{p},SF,50.0" for p in range(1, 49)))})
-    meta = metadata_of(materialize(chain), ["gold", "hh_margin"])
+    publish({"prices": prices(DAY)})
+    meta = metadata_of(materialize(STREAMS), ["gold", "hh_margin"])
     assert meta["rows_inserted"] == 48
     assert by_source(meta, "snapshot_rows")["hh_revenue"] == 48
     before = {r["settlement_period"]: r for r in read(store, HH_MARGIN)}
 
-    restated = (f"{DAY},{p},R1,{90.0 if p == 35 else 50.0}" for p in range(1, 49))
-    publish({"prices": csv(prices, *restated)})
-    meta = metadata_of(materialize(chain), ["gold", "hh_margin"])
+    publish({"prices": prices(DAY, "R1", {35: 90.0})})
+    meta = metadata_of(materialize(STREAMS), ["gold", "hh_margin"])
     assert by_source(meta, "snapshot_rows") == {"hh_revenue": 0, "settlement_cost_hh": 0}
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (0, 1, 0)
     after = {r["settlement_period"]: r for r in read(store, HH_MARGIN)}
@@ -243,20 +254,17 @@ def test_hh_margin_reads_no_revenue_for_a_new_dates_costs_without_revenue(
     """A new day: the HH meter's revenue and cost arrive in the change feeds, and so does the cost of
     the meter on a MONTHLY tariff, which has no revenue row. Every revenue row of that date is in the
     revenue feed, so hh_margin does not read the date's revenue to learn that the other has none."""
-    chain = [ASSETS[n] for n in ("settlement_cost_hh", "hh_revenue", "monthly_day_ledger", "monthly_margin")]
-    chain.append(ASSETS["hh_margin"])
-    prices = "settlement_date,settlement_period,run_type,price_gbp_per_mwh"
-    publish(BASE | {"prices": csv(prices, *(f"{DAY},{p},SF,50.0" for p in range(1, 49)))})
-    assert materialize(chain).success
+    publish(BASE | {"prices": prices(DAY)})
+    assert materialize(STREAMS).success
     new = DAY + dt.timedelta(days=1)
     publish(
         {
             "tariff_rates": csv(RATES, *hh_rates(new, {})),
-            "prices": csv(prices, *(f"{new},{p},SF,50.0" for p in range(1, 49))),
+            "prices": prices(new),
             "settlement_volumes": csv(VOLUMES, *volumes(HH, new, {}), *volumes(FLAT, new, {})),
         }
     )
-    meta = metadata_of(materialize(chain), ["gold", "hh_margin"])
+    meta = metadata_of(materialize(STREAMS), ["gold", "hh_margin"])
     assert by_source(meta, "change_feed_rows") == {"hh_revenue": 48, "settlement_cost_hh": 96}
     assert by_source(meta, "snapshot_rows") == {"hh_revenue": 0, "settlement_cost_hh": 0}
     assert meta["rows_inserted"] == 48
