@@ -165,15 +165,19 @@ class StreamRun:
     def empty(self, spec: TableSpec) -> DataFrame:
         return self.spark.createDataFrame([], from_arrow_schema(spec.schema))
 
-    def rows_for(self, name: str, keys: DataFrame | None, on: Sequence[str]) -> DataFrame:
+    def rows_for(
+        self, name: str, keys: DataFrame | None, on: Sequence[str], days: Sequence[dt.date] | None = None
+    ) -> DataFrame:
         """Rows of ``name`` (at its pinned version) whose ``on`` columns match ``keys``; all rows when None.
 
-        Partitions are pruned by the settlement dates of ``keys``.
+        Partitions are pruned by ``days`` when given (the settlement dates of ``keys``, known to the
+        caller), else by the settlement dates of ``keys``.
         """
         if keys is None:
             return self.snapshot(name)
         keys = keys.select(*on).distinct()
-        return self.snapshot(name, where=_date_predicate(keys)).join(keys, list(on), "left_semi")
+        where = _date_predicate(keys) if days is None else in_dates(days)
+        return self.snapshot(name, where=where).join(keys, list(on), "left_semi")
 
     def output_rows(self, output: TableSpec, where: str) -> DataFrame:
         """The current rows of this run's own ``output`` matching the SQL ``where`` (which also prunes
@@ -195,9 +199,13 @@ class StreamRun:
             return self.rows_for(name, keys, on)
         alive, _deleted = latest_state(changes, on)
         rest = keys.join(changed_keys(changes, on), list(on), "left_anti")
-        if "settlement_date" in on and (in_feed := self.dates_in_feed(name, on, settlement_dates(rest))):
-            rest = rest.where(~F.col("settlement_date").isin(in_feed))
-        return alive.join(keys, list(on), "left_semi").unionByName(self.rows_for(name, rest, on))
+        from_feed = alive.join(keys, list(on), "left_semi")
+        if "settlement_date" not in on:
+            return from_feed.unionByName(self.rows_for(name, rest, on))
+        # The snapshot is read for the dates of the other keys, less those wholly in the feed.
+        days = settlement_dates(rest)
+        in_feed = set(self.dates_in_feed(name, on, days))
+        return from_feed.unionByName(self.rows_for(name, rest, on, [d for d in days if d not in in_feed]))
 
     def dates_in_feed(self, name: str, key: Sequence[str], days: Sequence[dt.date]) -> list[dt.date]:
         """Those of ``days`` whose every row of ``name`` held at the pin is one the change feed left
