@@ -58,12 +58,19 @@ class CheckScope:
     specs: dict[str, TableSpec]  # source name -> spec
     source_where: str | None = None  # predicate over the sources' settlement dates (default: ``where``)
     _rows: DataFrame | None = None
+    _count: int | None = None
 
     def rows(self) -> DataFrame:
         if self._rows is None:
             frame = self.store.read(self.spark, self.output, where=self.where)
             self._rows = (frame.where(self.where) if self.where else frame).cache()
         return self._rows
+
+    def row_count(self) -> int:
+        """How many rows :meth:`rows` holds, counted once for every check that reports it."""
+        if self._count is None:
+            self._count = self.rows().count()
+        return self._count
 
     def source(self, name: str, dated: bool = True) -> DataFrame:
         """Source ``name`` at the run's pinned version; a ``dated`` one (keyed by settlement date)
@@ -140,7 +147,7 @@ def key_unique(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     rows = scope.rows()
     dupes = rows.groupBy(*key).count().where("count > 1")
     bad = _examples(dupes, lambda r: f"({_keys(r, key)}) x{r['count']}")
-    return _verdict(bad, rows.count(), "duplicated key(s)")
+    return _verdict(bad, scope.row_count(), "duplicated key(s)")
 
 
 def complete_days(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
@@ -182,7 +189,7 @@ def known_meters(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     meters = scope.source("metering_points", dated=False).select("mpan_core")
     unknown = rows.select("mpan_core").distinct().join(meters, "mpan_core", "left_anti")
     bad = _examples(unknown, lambda r: r["mpan_core"])
-    return _verdict(bad, rows.count(), "costed MPAN(s) without a metering point")
+    return _verdict(bad, scope.row_count(), "costed MPAN(s) without a metering point")
 
 
 def rows_within_volumes(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
@@ -358,7 +365,7 @@ def margin_arithmetic(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     rows = scope.rows()
     off = rows.where(f"abs(margin_gbp - (revenue_gbp - cost_gbp)) > {TOLERANCE_PER_ROW}")
     bad = _examples(off, lambda r: str(r.asDict()))
-    return _verdict(bad, rows.count(), "row(s) whose margin is not revenue - cost")
+    return _verdict(bad, scope.row_count(), "row(s) whose margin is not revenue - cost")
 
 
 HH_MARGIN_CHECKS = (
