@@ -58,19 +58,12 @@ class CheckScope:
     specs: dict[str, TableSpec]  # source name -> spec
     source_where: str | None = None  # predicate over the sources' settlement dates (default: ``where``)
     _rows: DataFrame | None = None
-    _count: int | None = None
 
     def rows(self) -> DataFrame:
         if self._rows is None:
             frame = self.store.read(self.spark, self.output, where=self.where)
             self._rows = (frame.where(self.where) if self.where else frame).cache()
         return self._rows
-
-    def row_count(self) -> int:
-        """How many rows :meth:`rows` holds, counted once for every check that reports it."""
-        if self._count is None:
-            self._count = self.rows().count()
-        return self._count
 
     def source(self, name: str, dated: bool = True) -> DataFrame:
         """Source ``name`` at the run's pinned version; a ``dated`` one (keyed by settlement date)
@@ -108,20 +101,23 @@ def run_checks(checks: Sequence[Check], scope: CheckScope) -> list[CheckOutcome]
         scope.release()
 
 
-def _verdict(bad: list[Any], total: int, what: str) -> tuple[bool, str, dict[str, Any]]:
-    examples = [str(b) for b in bad[:EXAMPLES]]
-    if not bad:
+def _judge(
+    bad: DataFrame, checked: DataFrame, what: str, describe: Callable[[Any], str]
+) -> tuple[bool, str, dict[str, Any]]:
+    """The verdict on the failing rows ``bad`` of the rows ``checked``: both counted in one query, and
+    the first failures read (:data:`EXAMPLES`, described) only when there are any."""
+    counts = bad.agg(F.count("*").alias("failures")).crossJoin(checked.agg(F.count("*").alias("total")))
+    row = counts.first()
+    assert row is not None  # aggregates without grouping have one row
+    failures, total = row["failures"], row["total"]
+    if not failures:
         return True, f"{total:,} row(s) checked", {"rows_checked": total}
+    examples = [describe(r) for r in bad.limit(EXAMPLES).collect()]
     return (
         False,
-        f"{len(bad):,} {what}, e.g. {'; '.join(examples)}",
-        {"rows_checked": total, "failures": len(bad), "examples": examples},
+        f"{failures:,} {what}, e.g. {'; '.join(examples)}",
+        {"rows_checked": total, "failures": failures, "examples": examples},
     )
-
-
-def _examples(frame: DataFrame, describe: Callable[[Any], str]) -> list[str]:
-    """Up to EXAMPLES + 1 failing rows of ``frame``, described (one more than quoted: "e.g." is honest)."""
-    return [describe(r) for r in frame.limit(EXAMPLES + 1).collect()]
 
 
 def _keys(row: Any, names: Sequence[str]) -> str:
@@ -146,8 +142,7 @@ def key_unique(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     key = list(scope.output.key)
     rows = scope.rows()
     dupes = rows.groupBy(*key).count().where("count > 1")
-    bad = _examples(dupes, lambda r: f"({_keys(r, key)}) x{r['count']}")
-    return _verdict(bad, scope.row_count(), "duplicated key(s)")
+    return _judge(dupes, rows, "duplicated key(s)", lambda r: f"({_keys(r, key)}) x{r['count']}")
 
 
 def complete_days(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
@@ -163,11 +158,12 @@ def complete_days(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         .withColumn("expected", periods_in_day(F.col("settlement_date")))
     )
     incomplete = days.where("periods != expected OR first != 1 OR last != expected")
-    bad = _examples(
+    return _judge(
         incomplete,
+        days,
+        "incomplete MPAN-date(s)",
         lambda r: f"({r['mpan_core']}, {r['settlement_date']}) has {r['periods']} of {r['expected']}",
     )
-    return _verdict(bad, days.count(), "incomplete MPAN-date(s)")
 
 
 STANDARD = (
@@ -188,8 +184,7 @@ def known_meters(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     rows = scope.rows()
     meters = scope.source("metering_points", dated=False).select("mpan_core")
     unknown = rows.select("mpan_core").distinct().join(meters, "mpan_core", "left_anti")
-    bad = _examples(unknown, lambda r: r["mpan_core"])
-    return _verdict(bad, scope.row_count(), "costed MPAN(s) without a metering point")
+    return _judge(unknown, rows, "costed MPAN(s) without a metering point", lambda r: r["mpan_core"])
 
 
 def rows_within_volumes(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
@@ -199,10 +194,12 @@ def rows_within_volumes(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         scope.source("settlement_volumes").groupBy("settlement_date").agg(F.count("*").alias("volume_rows"))
     )
     over = out.join(volumes, "settlement_date", "left").fillna(0, ["volume_rows"]).where("rows > volume_rows")
-    bad = _examples(
-        over, lambda r: f"{r['settlement_date']}: {r['rows']} rows > {r['volume_rows']} volume rows"
+    return _judge(
+        over,
+        out,
+        "date(s) with more rows than volumes",
+        lambda r: f"{r['settlement_date']}: {r['rows']} rows > {r['volume_rows']} volume rows",
     )
-    return _verdict(bad, out.count(), "date(s) with more rows than volumes")
 
 
 ROWS_WITHIN_VOLUMES = Check(
@@ -232,13 +229,14 @@ def kwh_ties_out_by_day(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     ledger = scope.rows().where("kwh IS NOT NULL AND cost_gbp IS NOT NULL")
     joined = ledger.join(_cost_by_day(scope), ["mpan_core", "settlement_date"], "left")
     off = joined.where(f"hh_kwh IS NULL OR abs(kwh - hh_kwh) > {TOLERANCE_PER_ROW} * greatest(n, 1)")
-    bad = _examples(
+    return _judge(
         off,
+        ledger,
+        "day(s) whose kWh does not tie out",
         lambda r: (
             f"({r['mpan_core']}, {r['settlement_date']}) ledger {r['kwh']} vs half-hourly {r['hh_kwh']}"
         ),
     )
-    return _verdict(bad, ledger.count(), "day(s) whose kWh does not tie out")
 
 
 def cost_conserved(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
@@ -260,13 +258,14 @@ def cost_conserved(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         F.sum("hh_cost").alias("total"),
     ).first()
     assert totals is not None  # an aggregate without grouping has one row
-    bad = _examples(
+    passed, message, metadata = _judge(
         off,
+        joined,
+        "account-day(s) whose cost is not conserved",
         lambda r: (
             f"({r['mpan_core']}, {r['settlement_date']}) ledger {r['cost_gbp']} vs half-hourly {r['hh_cost']}"
         ),
     )
-    passed, message, metadata = _verdict(bad, joined.count(), "account-day(s) whose cost is not conserved")
     split = {k: round(float(totals[k] or 0.0), 6) for k in ("attributed", "unattributed", "total")}
     return (
         passed,
@@ -293,14 +292,15 @@ def one_population(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         "OR (billing_grain = 'MONTHLY' AND in_hh_revenue) "
         "OR (billing_grain = 'HH' AND revenue_gbp IS NOT NULL AND NOT in_hh_revenue)"
     )
-    bad = _examples(
+    return _judge(
         wrong,
+        ledger,
+        "account-day(s) not in exactly one population",
         lambda r: (
             f"({r['mpan_core']}, {r['settlement_date']}) grain {r['billing_grain']}, "
             f"in hh_revenue {r['in_hh_revenue']}"
         ),
     )
-    return _verdict(bad, ledger.count(), "account-day(s) not in exactly one population")
 
 
 LEDGER_CHECKS = (
@@ -343,8 +343,12 @@ def month_ties_out(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         f"days IS NULL OR abs(kwh - day_kwh) > {tolerance} OR abs(revenue_gbp - day_revenue) > {tolerance} "
         f"OR abs(cost_gbp - day_cost) > {tolerance}"
     )
-    bad = _examples(off, lambda r: f"({r['account_id']}, {r['month']}) kWh {r['kwh']} vs days {r['day_kwh']}")
-    return _verdict(bad, months.count(), "account-month(s) that do not tie out to their days")
+    return _judge(
+        off,
+        months,
+        "account-month(s) that do not tie out to their days",
+        lambda r: f"({r['account_id']}, {r['month']}) kWh {r['kwh']} vs days {r['day_kwh']}",
+    )
 
 
 MONTHLY_MARGIN_CHECKS = (
@@ -364,8 +368,7 @@ def margin_arithmetic(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     """margin = revenue - cost on every row."""
     rows = scope.rows()
     off = rows.where(f"abs(margin_gbp - (revenue_gbp - cost_gbp)) > {TOLERANCE_PER_ROW}")
-    bad = _examples(off, lambda r: str(r.asDict()))
-    return _verdict(bad, scope.row_count(), "row(s) whose margin is not revenue - cost")
+    return _judge(off, rows, "row(s) whose margin is not revenue - cost", lambda r: str(r.asDict()))
 
 
 HH_MARGIN_CHECKS = (
