@@ -170,8 +170,8 @@ class StreamRun:
     ) -> DataFrame:
         """Rows of ``name`` (at its pinned version) whose ``on`` columns match ``keys``; all rows when None.
 
-        Partitions are pruned by ``days`` when given (the settlement dates of ``keys``, known to the
-        caller), else by the settlement dates of ``keys``.
+        Partitions are pruned by the settlement dates of ``keys``, or by ``days`` when given: the
+        caller has them already, less any whose rows it takes from elsewhere.
         """
         if keys is None:
             return self.snapshot(name)
