@@ -202,27 +202,25 @@ class StreamRun:
         from_feed = alive.join(keys, list(on), "left_semi")
         if "settlement_date" not in on:
             return from_feed.unionByName(self.rows_for(name, rest, on))
-        # The snapshot is read for the dates of the other keys, less those wholly in the feed.
-        days = settlement_dates(rest)
-        in_feed = set(self.dates_in_feed(name, on, days))
-        return from_feed.unionByName(self.rows_for(name, rest, on, [d for d in days if d not in in_feed]))
+        days = self.dates_to_read(name, on, settlement_dates(rest))
+        return from_feed.unionByName(self.rows_for(name, rest, on, days))
 
-    def dates_in_feed(self, name: str, key: Sequence[str], days: Sequence[dt.date]) -> list[dt.date]:
-        """Those of ``days`` whose every row of ``name`` held at the pin is one the change feed left
-        alive (a new date, published whole in this range): reading their snapshot would find no
-        other row.
+    def dates_to_read(self, name: str, key: Sequence[str], days: Sequence[dt.date]) -> list[dt.date]:
+        """Those of ``days`` whose snapshot of ``name`` must be read: all but the dates whose every row
+        held at the pin is one the change feed left alive (a new date, published whole in this
+        range), where the snapshot would find no other row.
 
         Per date, the feed's rows are a subset of the held ones, so equal counts (the held ones
         from the store's statistics, no data read) mean the same rows.
         """
         changes = self.changes(name)
         if changes is None or not days:
-            return []
+            return list(days)
         alive, _deleted = latest_state(changes, key)
         counted = alive.where(F.col("settlement_date").isin(list(days))).groupBy("settlement_date").count()
         in_feed = {row[0]: row[1] for row in counted.collect()}
         spec, version = self.by_name[name].spec, self.targets[name]
-        return [d for d in days if in_feed.get(d, 0) == self.store.row_count(spec, version, in_dates([d]))]
+        return [d for d in days if in_feed.get(d, 0) != self.store.row_count(spec, version, in_dates([d]))]
 
     def full_scan_rows(self) -> int:
         """Rows a full recompute reads: every source at its pinned version (from Delta statistics)."""

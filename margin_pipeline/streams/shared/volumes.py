@@ -20,7 +20,6 @@ from margin_pipeline.streams.shared.runner import (
     VOLUMES,
     Snapshots,
     StreamRun,
-    in_dates,
     settlement_dates,
     volume_runs,
 )
@@ -87,12 +86,10 @@ def volumes_of_slots(run: StreamRun, slots: DataFrame) -> DataFrame:
     date published with its prices) are not read, as the scope takes those rows from the feed.
     """
     on: list[str] = [c for c in ("settlement_date", "settlement_period") if c in slots.columns]
-    days = settlement_dates(slots)
-    in_feed = set(run.dates_in_feed(VOLUMES, VOLUME_KEY, days))
-    days = [d for d in days if d not in in_feed]
+    days = run.dates_to_read(VOLUMES, VOLUME_KEY, settlement_dates(slots))
     if not days:
         return no_volumes(run)
-    return run.snapshot(VOLUMES, where=in_dates(days)).join(slots.select(*on).distinct(), on, "left_semi")
+    return run.rows_for(VOLUMES, slots, on, days)
 
 
 def volumes_in_ranges(run: StreamRun, ranges: DataFrame) -> DataFrame:
