@@ -21,8 +21,17 @@ from margin_pipeline.cli import render_explanation
 from margin_pipeline.defs.streams.assets import ASSETS
 from margin_pipeline.gold import MARGIN_BRIDGE, MONTHLY_MARGIN
 from margin_pipeline.store.delta_rs import DeltaRsStore
-from margin_pipeline.streams.monthly.bridge import CAUSES, MARGIN_HISTORY, month_chunks
+from margin_pipeline.streams.monthly.bridge import (
+    CAUSES,
+    HALF_HOURS,
+    MARGIN_HISTORY,
+    _DayTallies,
+    _Reads,
+    _Scope,
+    month_chunks,
+)
 from margin_pipeline.streams.monthly.months import MARGIN_WATERMARK
+from margin_pipeline.streams.monthly.rules import tallies
 from margin_pipeline.streams.shared.watermarks import read_watermarks
 from margin_pipeline_tests.faults import patched
 from margin_pipeline_tests.helpers import csv, metadata_of, read
@@ -100,6 +109,40 @@ def test_price_correction_alone_is_all_prices(started, publish, materialize, sto
     assert bridge(store, n) == pytest.approx(
         {("ACC1", "prices"): -0.001, ("ACC2", "prices"): -0.001}, abs=1e-9
     )
+
+
+def test_states_reading_the_same_versions_share_their_day_tallies(started, publish, store, spark) -> None:
+    """A price correction moves no volume and no revenue: the state with the new prices (S_2) takes
+    the volumes' and revenue's day tallies of S_0 and computes only its cost anew; each state's
+    tallies are those of its own half-hourly rows all the same."""
+    prices = [f"{DAY},{p},RF,{60.0 if p == 1 else 50.0}" for p in range(1, 49)]
+    n = publish({"prices": csv(PRICES, *prices)})
+    reads = _Reads(spark, store, started, n, "test")
+    try:
+        scope = _Scope([OCTOBER], None, None)
+        tallied = _DayTallies(reads, scope, [0, 2])
+        tag = tallied.tag
+        assert tag[(0, "settlement_volumes")] == tag[(2, "settlement_volumes")]
+        assert tag[(0, "hh_revenue")] == tag[(2, "hh_revenue")]
+        assert tag[(0, "settlement_cost_hh")] != tag[(2, "settlement_cost_hh")]
+        assert len(set(tag.values())) == 4
+        for k in (0, 2):
+            state = reads.state(k)
+            own = tallies({source: (rows_of(state, scope), 0) for source, rows_of in HALF_HOURS.items()})
+            assert by_day(tallied.of(k)) == pytest.approx(by_day(own), abs=1e-12), k
+        cost = [by_day(tallied.of(k))[(HH, DAY, "cost_total_gbp")] for k in (0, 2)]
+        assert cost[1] - cost[0] == pytest.approx(0.001, abs=1e-12)  # period 1: 0.1 kWh at +10 GBP/MWh
+    finally:
+        reads.close()
+
+
+def by_day(frame) -> dict[tuple[str, dt.date, str], float]:
+    """``{(mpan_core, settlement_date, column): value}`` of a frame of day tallies."""
+    values = {}
+    for row in frame.toArrow().to_pylist():
+        day = (row.pop("mpan_core"), row.pop("settlement_date"))
+        values.update({(*day, column): value for column, value in row.items()})
+    return values
 
 
 def test_levy_restated_on_a_date_whose_volumes_changed_splits_in_order(

@@ -18,7 +18,9 @@ commits in ``monthly_margin``'s change feed), and within them only the MPAN-days
 the run consumed changes of (the day ledger's change feed over the same range): a month's margin is
 a sum over its days, and a day whose inputs are the same at N0 and N1 adds the same to all six
 states, so it cancels in every movement. The six states share their reads: a table whose version
-is the same at N0 and N1 is read once.
+is the same at N0 and N1 is read once. They share their day tallies too: a source's tally is
+computed once for all the states that read its tables at the same versions (a price restatement
+moves no revenue), and each state's ledger and margin start from them.
 
 Every run that consumes a new N records ``(N0 -> N1)`` in ``control/monthly_margin_history``, with
 the scope its bridge explains (:func:`record_pair`): the commit writes that row before the watermarks
@@ -57,9 +59,16 @@ from margin_pipeline.store.base import (
     to_arrow,
     with_delete_flag,
 )
+from margin_pipeline.store.delta_rs import arrow_to_spark
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.monthly.profile import next_month
-from margin_pipeline.streams.monthly.rules import day_ledger, monthly_margin, tallies
+from margin_pipeline.streams.monthly.rules import (
+    combine_tallies,
+    day_ledger,
+    monthly_margin,
+    tally,
+    tally_columns,
+)
 from margin_pipeline.streams.monthly.tables import DAY_LEDGER
 from margin_pipeline.streams.settlement.rules import settlement_cost
 from margin_pipeline.streams.shared.changes import union_all
@@ -141,11 +150,18 @@ class _Reads:
     def read(self, side: StreamRun, name: str, where: str | None) -> DataFrame:
         key = (name, side.targets[name], where)
         if key not in self.frames:
-            view = f"margin_bridge_{uuid.uuid4().hex}"
-            side.snapshot(name, where).createOrReplaceTempView(view)
-            self.views.append(view)
-            self.frames[key] = self.spark.table(view)
+            self.frames[key] = self._view(side.snapshot(name, where))
         return self.frames[key]
+
+    def hold(self, rows: pa.Table) -> DataFrame:
+        """``rows`` on the engine, as a view the states refer to by name (sent once)."""
+        return self._view(arrow_to_spark(self.spark, rows))
+
+    def _view(self, frame: DataFrame) -> DataFrame:
+        view = f"margin_bridge_{uuid.uuid4().hex}"
+        frame.createOrReplaceTempView(view)
+        self.views.append(view)
+        return self.spark.table(view)
 
     def close(self) -> None:
         for view in self.views:
@@ -159,10 +175,19 @@ class _Reads:
 class _State:
     def __init__(self, reads: _Reads, at_n1: frozenset[str]) -> None:
         self.reads, self.at_n1 = reads, at_n1
+        self.used: set[str] = set()  # the tables read from this state
+
+    def side(self, name: str) -> StreamRun:
+        before, after = self.reads.sides
+        return after if name in self.at_n1 else before
 
     def snapshot(self, name: str, where: str | None = None) -> DataFrame:
-        before, after = self.reads.sides
-        return self.reads.read(after if name in self.at_n1 else before, name, where)
+        self.used.add(name)
+        return self.reads.read(self.side(name), name, where)
+
+    def versions(self, names: frozenset[str]) -> frozenset[tuple[str, int]]:
+        """The version this state reads each of ``names`` at."""
+        return frozenset((name, self.side(name).targets[name]) for name in names)
 
 
 def days_of(months: Sequence[dt.date]) -> list[dt.date]:
@@ -172,36 +197,142 @@ def days_of(months: Sequence[dt.date]) -> list[dt.date]:
     return days
 
 
-def margins(
-    state: _State, months: Sequence[dt.date], accounts: DataFrame | None, days: Days | None = None
-) -> DataFrame:
-    """``account_id, month, margin_gbp`` of ``months`` from ``state``, by the streams' rules: only the
-    account-months in ``accounts`` (``account_id, month``) when given, else every account; summed over
-    the MPAN-days ``days`` only when given (a month's margin is a sum over its days: days whose inputs
-    are the same in every state add the same to every state, so they cancel in every movement)."""
-    first, last = months[0], next_month(months[-1]) - dt.timedelta(days=1)
-    dates = days.dates if days is not None else days_of(months)
-    on_days = in_dates(dates)
-    agreements = state.snapshot("supply_agreements")
-    volumes = state.snapshot(VOLUMES, where=on_days)
-    if days is not None:
-        volumes = volumes.join(days.keys, ["mpan_core", "settlement_date"], "left_semi")
-    if accounts is not None:
-        ours = agreements.join(accounts.select("account_id").distinct(), "account_id", "left_semi")
+@dataclass(frozen=True)
+class _Scope:
+    """What one query of the bridge covers: ``months`` (ascending), only the account-months in
+    ``accounts`` (``account_id, month``) when given, else every account; only the MPAN-days ``days``
+    when given (a month's margin is a sum over its days: days whose inputs are the same in every
+    state add the same to every state, so they cancel in every movement)."""
+
+    months: list[dt.date]
+    accounts: DataFrame | None
+    days: Days | None
+
+    @property
+    def bounds(self) -> tuple[dt.date, dt.date]:
+        return self.months[0], next_month(self.months[-1]) - dt.timedelta(days=1)
+
+    @property
+    def dates(self) -> list[dt.date]:
+        return self.days.dates if self.days is not None else days_of(self.months)
+
+
+def _volumes(state: _State, scope: _Scope) -> DataFrame:
+    """The scope's volume rows in ``state``."""
+    volumes = state.snapshot(VOLUMES, where=in_dates(scope.dates))
+    if scope.days is not None:
+        volumes = volumes.join(scope.days.keys, ["mpan_core", "settlement_date"], "left_semi")
+    if scope.accounts is not None:
+        agreements = state.snapshot("supply_agreements")
+        ours = agreements.join(scope.accounts.select("account_id").distinct(), "account_id", "left_semi")
         volumes = volumes.join(ours.select("mpan_core").distinct(), "mpan_core", "left_semi")
-    metering_points = state.snapshot("metering_points")
-    tariffs = state.snapshot("tariffs")
-    rates = state.snapshot("tariff_rates", where=validity_overlaps(dates))
-    prices = state.snapshot("prices", where=on_days)
-    cost = settlement_cost(with_run(state, volumes), metering_points, prices, state.snapshot("charges"))
-    revenue = hh_revenue(volumes, metering_points, agreements, tariffs, rates, (first, last))
-    tallied = tallies({VOLUMES: (volumes, 0), "settlement_cost_hh": (cost, 0), "hh_revenue": (revenue, 0)})
+    return volumes
+
+
+def _cost(state: _State, scope: _Scope) -> DataFrame:
+    """The scope's ``settlement_cost_hh`` rows in ``state``, by the settlement stream's rule."""
+    prices = state.snapshot("prices", where=in_dates(scope.dates))
+    volumes = with_run(state, _volumes(state, scope))
+    return settlement_cost(volumes, state.snapshot("metering_points"), prices, state.snapshot("charges"))
+
+
+def _revenue(state: _State, scope: _Scope) -> DataFrame:
+    """The scope's ``hh_revenue`` rows in ``state``, by the half_hourly stream's rule."""
+    rates = state.snapshot("tariff_rates", where=validity_overlaps(scope.dates))
+    return hh_revenue(
+        _volumes(state, scope),
+        state.snapshot("metering_points"),
+        state.snapshot("supply_agreements"),
+        state.snapshot("tariffs"),
+        rates,
+        scope.bounds,
+    )
+
+
+#: The half-hourly rows the day ledger tallies, by its source name (``TALLY_OF``).
+HALF_HOURS = {VOLUMES: _volumes, "settlement_cost_hh": _cost, "hh_revenue": _revenue}
+#: One source's tally of one state (:func:`tally`, its columns renamed), tagged by ``piece``.
+PIECE = pa.schema(
+    [
+        pa.field("mpan_core", pa.string()),
+        pa.field("settlement_date", pa.date32()),
+        pa.field("piece", pa.int32()),
+        pa.field("periods", pa.int64()),
+        pa.field("total", pa.float64()),
+        pa.field("through", pa.int64()),
+    ]
+)
+PIECE_COLUMNS = PIECE.names[3:]
+
+
+class _DayTallies:
+    """Per state, the MPAN-day tallies of its half-hourly rows, computed in one engine query and held
+    as one view.
+
+    A source's tally depends only on the tables its rows are read from, so states that read all of
+    them at the same versions share it: a price restatement moves no revenue, a rate change no cost.
+    Which tables those are is learnt from the first state's reads, so no list of them is kept here.
+    The states' ledgers and margins then start from the held tallies, so the engine computes each
+    distinct tally once (a query over every state computed each state's three anew: the engines
+    reuse no common part of a plan)."""
+
+    def __init__(self, reads: _Reads, scope: _Scope, states: Sequence[int]) -> None:
+        self.tag: dict[tuple[int, str], int] = {}
+        pieces: dict[tuple[str, frozenset[tuple[str, int]]], int] = {}
+        frames = []
+        for source, rows_of in HALF_HOURS.items():
+            reads_from: frozenset[str] | None = None
+            for k in states:
+                state = reads.state(k)
+                key = None if reads_from is None else (source, state.versions(reads_from))
+                if key is None or key not in pieces:
+                    rows = rows_of(state, scope)
+                    reads_from = frozenset(state.used)
+                    key = (source, state.versions(reads_from))
+                    pieces[key] = len(pieces)
+                    named = tally_columns(source)
+                    frames.append(
+                        tally(rows, source, 0).select(
+                            "mpan_core",
+                            "settlement_date",
+                            F.lit(pieces[key]).cast("int").alias("piece"),
+                            *(F.col(c).alias(p) for c, p in zip(named, PIECE_COLUMNS, strict=True)),
+                        )
+                    )
+                self.tag[(k, source)] = pieces[key]
+        self.held = reads.hold(to_arrow(union_all(frames), PIECE))
+
+    def of(self, k: int) -> DataFrame:
+        """``S_k``'s tallies, as :func:`tallies` gives them."""
+        parts = {}
+        for source in HALF_HOURS:
+            named = tally_columns(source)
+            parts[source] = self.held.where(F.col("piece") == self.tag[(k, source)]).select(
+                "mpan_core",
+                "settlement_date",
+                *(F.col(p).alias(c) for p, c in zip(PIECE_COLUMNS, named, strict=True)),
+            )
+        return combine_tallies(parts)
+
+
+def margins(state: _State, scope: _Scope, tallied: DataFrame) -> DataFrame:
+    """``account_id, month, margin_gbp`` of the scope from ``state`` and its day ``tallied``
+    (:class:`_DayTallies`), by the streams' rules (the ledger's :func:`day_ledger`, then
+    :func:`monthly_margin`)."""
+    agreements = state.snapshot("supply_agreements")
+    rates = state.snapshot("tariff_rates", where=validity_overlaps(scope.dates))
     ledger = day_ledger(
-        tallied, metering_points, agreements, tariffs, rates, volume_runs(state), (first, last)
+        tallied,
+        state.snapshot("metering_points"),
+        agreements,
+        state.snapshot("tariffs"),
+        rates,
+        volume_runs(state),
+        scope.bounds,
     )
     margin = monthly_margin(ledger, agreements)
-    if accounts is not None:
-        margin = margin.join(accounts, ["account_id", "month"], "left_semi")
+    if scope.accounts is not None:
+        margin = margin.join(scope.accounts, ["account_id", "month"], "left_semi")
     return margin.select("account_id", "month", "margin_gbp")
 
 
@@ -288,10 +419,9 @@ def _explain_months(
     before, after = reads.sides
     same = [all(before.targets[t] == after.targets[t] for t in tables) for _, tables in CAUSES]
     distinct = [0, *(k for k in range(1, len(CAUSES) + 1) if not same[k - 1])]
-    states = [
-        margins(reads.state(k), sorted(months), accounts, days).withColumn("state", F.lit(k))
-        for k in distinct
-    ]
+    scope = _Scope(sorted(months), accounts, days)
+    tallied = _DayTallies(reads, scope, distinct)
+    states = [margins(reads.state(k), scope, tallied.of(k)).withColumn("state", F.lit(k)) for k in distinct]
     margin = [F.sum(F.when(F.col("state") == k, F.col("margin_gbp"))).alias(f"m{k}") for k in distinct]
     wide = union_all(states).groupBy("account_id", "month").agg(*margin).fillna(0.0)
     m = [F.col(f"m{max(d for d in distinct if d <= k)}") for k in range(len(CAUSES) + 1)]

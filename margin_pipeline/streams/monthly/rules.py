@@ -56,8 +56,8 @@ TALLY_COLUMNS = (*TALLIES, *THROUGH)
 NOTHING_YET = -1  # tallied through no version of a source
 
 
-def _tally_columns(source: str) -> tuple[str, str, str]:
-    """The columns :func:`_tally` makes of ``source``'s rows: its count, sum and tallied-through."""
+def tally_columns(source: str) -> tuple[str, str, str]:
+    """The columns :func:`tally` makes of ``source``'s rows: its count, sum and tallied-through."""
     count, total, _value, version = TALLY_OF[source]
     return count, total, version
 
@@ -71,15 +71,15 @@ def _tally(rows: DataFrame, source: str, sign: Column, through: Column) -> DataF
     )
 
 
-def _combine(parts: dict[str, DataFrame]) -> DataFrame:
-    """Full outer join of per-day tallies (by source, from :func:`_tally`) on the day; an absent tally
+def combine_tallies(parts: dict[str, DataFrame]) -> DataFrame:
+    """Full outer join of per-day tallies (by source, from :func:`tally`) on the day; an absent tally
     is 0 through no version. The columns each part holds are known from its source, so the plan is
     never sent to the engine to learn them."""
     frames = list(parts.values())
     out = frames[0]
     for part in frames[1:]:
         out = out.join(part, DAY, "full_outer")
-    present = {column for name in parts for column in _tally_columns(name)}
+    present = {column for name in parts for column in tally_columns(name)}
     types = {n: "double" if n in TALLIES and not n.endswith("_periods") else "long" for n in TALLY_COLUMNS}
     zero: dict[str, bool | float | int | str] = {
         n: 0.0 if types[n] == "double" else (NOTHING_YET if n in THROUGH else 0) for n in TALLY_COLUMNS
@@ -90,12 +90,16 @@ def _combine(parts: dict[str, DataFrame]) -> DataFrame:
     return out.fillna(zero).select(*DAY, *(F.col(n).cast(types[n]).alias(n) for n in TALLY_COLUMNS))
 
 
+def tally(rows: DataFrame, source: str, version: int) -> DataFrame:
+    """Per MPAN-day, the count and sum of ``source``'s ``rows``, tallied through ``version``: one
+    source's part of :func:`tallies` (its columns: :func:`tally_columns`)."""
+    return _tally(rows, source, F.lit(1), F.lit(version))
+
+
 def tallies(sources: dict[str, tuple[DataFrame, int]]) -> DataFrame:
     """Per MPAN-day, the count and sum of its rows in each source (``TALLY_OF`` names them), from
     ``{source: (rows at a version, that version)}``: tallied through that version."""
-    return _combine(
-        {name: _tally(rows, name, F.lit(1), F.lit(version)) for name, (rows, version) in sources.items()}
-    )
+    return combine_tallies({name: tally(rows, name, version) for name, (rows, version) in sources.items()})
 
 
 def tally_changes(changes: dict[str, DataFrame], held: DataFrame) -> DataFrame | None:
@@ -112,7 +116,7 @@ def tally_changes(changes: dict[str, DataFrame], held: DataFrame) -> DataFrame |
             F.col(COMMIT_VERSION) > F.coalesce(F.col(through), F.lit(NOTHING_YET))
         )
         parts[name] = _tally(new, name, sign, F.col(COMMIT_VERSION))
-    return _combine(parts) if parts else None
+    return combine_tallies(parts) if parts else None
 
 
 def add_tallies(held: DataFrame, changes: DataFrame | None) -> DataFrame:
