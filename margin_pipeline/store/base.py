@@ -67,6 +67,8 @@ class MergeOutcome:
     updated: int = 0
     deleted: int = 0
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: A publish's: the keys it covered (its scope's, or its desired rows' without a scope); 0 otherwise.
+    keys: int = 0
 
     @property
     def changed(self) -> int:
@@ -167,7 +169,8 @@ class DeltaStore(dg.ConfigurableResource):
         """Make ``spec`` hold ``desired`` for every key of ``scope`` (its ``scope_key`` columns, which
         are columns of ``spec``; every key when None): ``desired``'s rows merged, and the held rows of
         the scope that ``desired`` lacks deleted. ``where``: a partition predicate holding every row
-        of the scope (prunes the files read for the held rows). One merge, one commit at most."""
+        of the scope (prunes the files read for the held rows). One merge, one commit at most; the
+        outcome's ``keys`` counts the keys covered."""
 
     @abstractmethod
     def update(

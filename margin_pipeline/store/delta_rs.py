@@ -15,6 +15,7 @@ process, or in one forked from a process that never touched it (the forkserver o
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import os
 import shutil
@@ -437,7 +438,8 @@ class DeltaRsStore(DeltaStore):
             gone.append(keys_gone(spec, part, held))
         # A piece with no desired rows keeps its held keys' not-null fields; a joined one does not.
         gone_keys = pa.concat_tables(gone, promote_options="default")
-        return merge_and_delete(self, spec, rows, gone_keys, commit_info)
+        covered = rows.num_rows if in_scope is None else in_scope.num_rows
+        return dataclasses.replace(merge_and_delete(self, spec, rows, gone_keys, commit_info), keys=covered)
 
     def _parts(
         self, spec: TableSpec, rows: pa.Table, where: str | None

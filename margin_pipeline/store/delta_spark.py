@@ -10,6 +10,7 @@ The Spark session must have the Delta extensions; locally that needs the
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -267,7 +268,9 @@ class DeltaSparkStore(DeltaStore):
         tombstones = (
             gone.select(*key, *values).select(*spec.schema.names).withColumn(DELETE_FLAG, F.lit(True))
         )
-        return self.merge(spec, source.unionByName(tombstones), commit_info=commit_info)
+        covered = (desired if scope is None else scope.select(*scope_key).distinct()).count()
+        outcome = self.merge(spec, source.unionByName(tombstones), commit_info=commit_info)
+        return dataclasses.replace(outcome, keys=covered)
 
     def update(
         self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None

@@ -115,8 +115,9 @@ def test_publish_makes_the_scope_hold_the_desired_rows_and_leaves_the_rest(impl:
         [("a", D1, 1.5, "x"), ("n", D1, 9.0, None)], "meter string, day date, kwh double, note string"
     ).withColumn("extra", F.lit(1))
     scope = spark.createDataFrame([("a", D1), ("b", D1), ("n", D1)], "meter string, day date")
-    outcome = impl.publish(SPEC, desired, scope, ["meter", "day"], where=f"day = '{D1}'")
+    outcome = impl.publish(SPEC, desired, scope.union(scope), ["meter", "day"], where=f"day = '{D1}'")
     assert (outcome.inserted, outcome.updated, outcome.deleted) == (1, 1, 1)
+    assert outcome.keys == 3, "the scope's distinct keys"
     assert snapshot(impl, spark) == {
         ("a", D1): (1.5, "x"),
         ("n", D1): (9.0, None),
@@ -126,6 +127,7 @@ def test_publish_makes_the_scope_hold_the_desired_rows_and_leaves_the_rest(impl:
     # With no scope, every key: what desired lacks goes.
     everything = impl.publish(SPEC, desired.where("meter = 'a'"), None, SPEC.key)
     assert (everything.inserted, everything.updated, everything.deleted) == (0, 0, 3)
+    assert everything.keys == 1, "without a scope, the desired rows"
     assert snapshot(impl, spark) == {("a", D1): (1.5, "x")}
     assert impl.publish(SPEC, desired.where("meter = 'a'"), None, SPEC.key).version == everything.version
     assert held.version < everything.version

@@ -264,7 +264,7 @@ def recompute_month(
         affected = rows.join(keys, ["account_id", "month"], "left_semi").drop("month")
         desired = monthly_margin(affected, agreements)
     # monthly_margin has no settlement dates to prune its files by
-    outcome = run.publish(MONTHLY_MARGIN, desired.cache(), keys, keys.columns, where=None)
+    outcome = run.publish(MONTHLY_MARGIN, desired, keys, keys.columns, where=None)
     result = MonthResult(
         task.month,
         dict(run.rows_read),

@@ -421,13 +421,12 @@ def refresh_output(
         log.warning(f"{out.consumer}: full rebuild ({run.reason})")
     before = store.ensure_table(out.output)
     try:
-        desired, scope = out.plan(run)
-        desired = desired.cache()
+        desired, scope = out.plan(run)  # each is used once: the publish takes both in one query
         where = _date_predicate(scope)
         key = out.output.key if scope is None else scope.columns
         outcome = run.publish(out.output, desired, scope, key, where)
+        keys = outcome.keys
         outcome = combined([outcome, *(step(run, out.output) for step in out.in_place)])
-        keys = scope.count() if scope is not None else desired.count()
         checks = run_checks(out.checks, check_scope(run, out.output, where))
         blocked = [c.name for c in checks if c.blocking and not c.passed]
         if blocked:
