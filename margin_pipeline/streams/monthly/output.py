@@ -33,7 +33,7 @@ from margin_pipeline.streams.shared.runner import (
     Source,
     StreamOutput,
     StreamRun,
-    dates_in,
+    in_dates,
     settlement_dates,
     volume_runs,
 )
@@ -70,12 +70,14 @@ def plan_ledger(run: StreamRun) -> tuple[DataFrame, DataFrame | None]:
     if run.full:
         tallied = tallies({name: (run.snapshot(name), run.targets[name]) for name in TALLY_OF})
         days = None
+        dates = settlement_dates(tallied)
     else:
         changes = {name: c for name in TALLY_OF if (c := run.changes(name)) is not None}
         days = _touched_days(run, changes, metering_points, agreements)
-        held = run.output_rows(DAY_LEDGER, dates_in(days)).join(days, DAY, "left_semi").cache()
+        # Every touched day is held or in a feed, so the tallied days' dates are these.
+        dates = settlement_dates(days)
+        held = run.output_rows(DAY_LEDGER, in_dates(dates)).join(days, DAY, "left_semi").cache()
         tallied = add_tallies(held, tally_changes(changes, held)).cache()
-    dates = settlement_dates(tallied)
     if not dates:
         return run.empty(DAY_LEDGER), days
     rates = run.snapshot("tariff_rates", where=validity_overlaps(dates))
