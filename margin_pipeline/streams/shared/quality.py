@@ -16,11 +16,12 @@ the stream's ``rows_read``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -79,7 +80,36 @@ class CheckScope:
             self._rows.unpersist()
 
 
-Evaluate = Callable[[CheckScope], tuple[bool, str, dict[str, Any]]]
+Verdict = tuple[bool, str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Count:
+    """A verdict to come: the failing rows ``bad`` of the rows ``checked``. :func:`run_checks` counts
+    both for every check of a run in one query; the first failures (:data:`EXAMPLES`, each put in
+    words by ``describe``) are read only for a check that has any. ``figures``: aggregates over
+    ``checked`` reported beside the verdict (rounded to 6 places)."""
+
+    bad: DataFrame
+    checked: DataFrame
+    what: str
+    describe: Callable[[Any], str]
+    figures: dict[str, Column] = field(default_factory=dict)
+
+    def verdict(self, failures: int, total: int, figures: dict[str, float]) -> Verdict:
+        shown = {name: round(float(value or 0.0), 6) for name, value in figures.items()}
+        also = "".join(f"; {name} {value}" for name, value in shown.items())
+        if not failures:
+            return True, f"{total:,} row(s) checked{also}", {"rows_checked": total, **shown}
+        examples = [self.describe(r) for r in self.bad.limit(EXAMPLES).collect()]
+        return (
+            False,
+            f"{failures:,} {self.what}, e.g. {'; '.join(examples)}{also}",
+            {"rows_checked": total, "failures": failures, "examples": examples, **shown},
+        )
+
+
+Evaluate = Callable[[CheckScope], Verdict | Count]
 
 
 @dataclass(frozen=True)
@@ -89,35 +119,39 @@ class Check:
     evaluate: Evaluate
     blocking: bool = True
 
-    def run(self, scope: CheckScope) -> CheckOutcome:
-        passed, message, metadata = self.evaluate(scope)
-        return CheckOutcome(self.name, passed, self.blocking, self.description, message, metadata)
-
 
 def run_checks(checks: Sequence[Check], scope: CheckScope) -> list[CheckOutcome]:
+    """Every check's outcome: the failures and rows checked of all the checks that return a
+    :class:`Count` are counted in one query."""
     try:
-        return [check.run(scope) for check in checks]
+        results = [check.evaluate(scope) for check in checks]
+        counted = iter(_counted([r for r in results if isinstance(r, Count)]))
+        outcomes = []
+        for check, result in zip(checks, results, strict=True):
+            verdict = result.verdict(*next(counted)) if isinstance(result, Count) else result
+            outcomes.append(
+                CheckOutcome(check.name, verdict[0], check.blocking, check.description, *verdict[1:])
+            )
+        return outcomes
     finally:
         scope.release()
 
 
-def _judge(
-    bad: DataFrame, checked: DataFrame, what: str, describe: Callable[[Any], str]
-) -> tuple[bool, str, dict[str, Any]]:
-    """The verdict on the failing rows ``bad`` of the rows ``checked``: both counted in one query, and
-    the first failures read (:data:`EXAMPLES`, described) only when there are any."""
-    counts = bad.agg(F.count("*").alias("failures")).crossJoin(checked.agg(F.count("*").alias("total")))
-    row = counts.first()
+def _counted(pending: Sequence[Count]) -> list[tuple[int, int, dict[str, float]]]:
+    """``(failures, rows checked, figures)`` of each count, from one row: one-row aggregates side by side."""
+    if not pending:
+        return []
+    parts = []
+    for i, count in enumerate(pending):
+        figures = [column.alias(f"x{i}_{name}") for name, column in count.figures.items()]
+        parts.append(count.bad.agg(F.count("*").alias(f"f{i}")))
+        parts.append(count.checked.agg(F.count("*").alias(f"t{i}"), *figures))
+    row = functools.reduce(DataFrame.crossJoin, parts).first()
     assert row is not None  # aggregates without grouping have one row
-    failures, total = row["failures"], row["total"]
-    if not failures:
-        return True, f"{total:,} row(s) checked", {"rows_checked": total}
-    examples = [describe(r) for r in bad.limit(EXAMPLES).collect()]
-    return (
-        False,
-        f"{failures:,} {what}, e.g. {'; '.join(examples)}",
-        {"rows_checked": total, "failures": failures, "examples": examples},
-    )
+    return [
+        (row[f"f{i}"], row[f"t{i}"], {name: row[f"x{i}_{name}"] for name in count.figures})
+        for i, count in enumerate(pending)
+    ]
 
 
 def _keys(row: Any, names: Sequence[str]) -> str:
@@ -127,7 +161,7 @@ def _keys(row: Any, names: Sequence[str]) -> str:
 # --- checks every output has ----------------------------------------------------------------
 
 
-def schema_matches(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def schema_matches(scope: CheckScope) -> Verdict:
     """The output's columns and types are the contract's."""
     expected = {f.name: f.dataType.simpleString() for f in from_arrow_schema(scope.output.schema).fields}
     actual = {f.name: f.dataType.simpleString() for f in scope.rows().schema.fields}
@@ -137,15 +171,15 @@ def schema_matches(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     return False, f"schema differs from the contract: {diff}", {"difference": [str(d) for d in diff]}
 
 
-def key_unique(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def key_unique(scope: CheckScope) -> Count:
     """No two rows share the output's key."""
     key = list(scope.output.key)
     rows = scope.rows()
     dupes = rows.groupBy(*key).count().where("count > 1")
-    return _judge(dupes, rows, "duplicated key(s)", lambda r: f"({_keys(r, key)}) x{r['count']}")
+    return Count(dupes, rows, "duplicated key(s)", lambda r: f"({_keys(r, key)}) x{r['count']}")
 
 
-def complete_days(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def complete_days(scope: CheckScope) -> Count:
     """Every MPAN-date present has all its periods 1..N(d) (46, 48 or 50), each once."""
     rows = scope.rows()
     days = (
@@ -158,7 +192,7 @@ def complete_days(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         .withColumn("expected", periods_in_day(F.col("settlement_date")))
     )
     incomplete = days.where("periods != expected OR first != 1 OR last != expected")
-    return _judge(
+    return Count(
         incomplete,
         days,
         "incomplete MPAN-date(s)",
@@ -179,22 +213,22 @@ HALF_HOURLY = (
 # --- settlement_cost_hh -------------------------------------------------------------------------
 
 
-def known_meters(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def known_meters(scope: CheckScope) -> Count:
     """Every costed MPAN has a metering point (at the pinned substrate version)."""
     rows = scope.rows()
     meters = scope.source("metering_points", dated=False).select("mpan_core")
     unknown = rows.select("mpan_core").distinct().join(meters, "mpan_core", "left_anti")
-    return _judge(unknown, rows, "costed MPAN(s) without a metering point", lambda r: r["mpan_core"])
+    return Count(unknown, rows, "costed MPAN(s) without a metering point", lambda r: r["mpan_core"])
 
 
-def rows_within_volumes(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def rows_within_volumes(scope: CheckScope) -> Count:
     """Per settlement date, at most as many rows as the volumes hold (one per volume row, never more)."""
     out = scope.rows().groupBy("settlement_date").agg(F.count("*").alias("rows"))
     volumes = (
         scope.source("settlement_volumes").groupBy("settlement_date").agg(F.count("*").alias("volume_rows"))
     )
     over = out.join(volumes, "settlement_date", "left").fillna(0, ["volume_rows"]).where("rows > volume_rows")
-    return _judge(
+    return Count(
         over,
         out,
         "date(s) with more rows than volumes",
@@ -224,12 +258,12 @@ def _cost_by_day(scope: CheckScope) -> DataFrame:
     )
 
 
-def kwh_ties_out_by_day(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def kwh_ties_out_by_day(scope: CheckScope) -> Count:
     """A ledger day's kWh is the sum of its half-hourly kWh in settlement_cost_hh."""
     ledger = scope.rows().where("kwh IS NOT NULL AND cost_gbp IS NOT NULL")
     joined = ledger.join(_cost_by_day(scope), ["mpan_core", "settlement_date"], "left")
     off = joined.where(f"hh_kwh IS NULL OR abs(kwh - hh_kwh) > {TOLERANCE_PER_ROW} * greatest(n, 1)")
-    return _judge(
+    return Count(
         off,
         ledger,
         "day(s) whose kWh does not tie out",
@@ -239,7 +273,7 @@ def kwh_ties_out_by_day(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     )
 
 
-def cost_conserved(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def cost_conserved(scope: CheckScope) -> Count:
     """Every settlement cost is attributed to exactly one account-day or is unattributed (no agreement):
     a ledger day's cost equals its half-hourly cost; the split is reported."""
     ledger = scope.rows()
@@ -252,29 +286,22 @@ def cost_conserved(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
     off = joined.where(
         f"cost_gbp IS NOT NULL AND abs(cost_gbp - hh_cost) > {TOLERANCE_PER_ROW} * greatest(n, 1)"
     )
-    totals = joined.agg(
-        F.sum(F.when(F.col("account_id").isNotNull(), F.col("hh_cost"))).alias("attributed"),
-        F.sum(F.when(F.col("account_id").isNull(), F.col("hh_cost"))).alias("unattributed"),
-        F.sum("hh_cost").alias("total"),
-    ).first()
-    assert totals is not None  # an aggregate without grouping has one row
-    passed, message, metadata = _judge(
+    return Count(
         off,
         joined,
         "account-day(s) whose cost is not conserved",
         lambda r: (
             f"({r['mpan_core']}, {r['settlement_date']}) ledger {r['cost_gbp']} vs half-hourly {r['hh_cost']}"
         ),
-    )
-    split = {k: round(float(totals[k] or 0.0), 6) for k in ("attributed", "unattributed", "total")}
-    return (
-        passed,
-        f"{message}; cost GBP {split}",
-        {**metadata, **{f"cost_{k}_gbp": v for k, v in split.items()}},
+        figures={
+            "cost_attributed_gbp": F.sum(F.when(F.col("account_id").isNotNull(), F.col("hh_cost"))),
+            "cost_unattributed_gbp": F.sum(F.when(F.col("account_id").isNull(), F.col("hh_cost"))),
+            "cost_total_gbp": F.sum("hh_cost"),
+        },
     )
 
 
-def one_population(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def one_population(scope: CheckScope) -> Count:
     """Each supplied account-day is in exactly one population: HH days have hh_revenue rows, MONTHLY
     days have none."""
     ledger = scope.rows().where("account_id IS NOT NULL")
@@ -292,7 +319,7 @@ def one_population(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         "OR (billing_grain = 'MONTHLY' AND in_hh_revenue) "
         "OR (billing_grain = 'HH' AND revenue_gbp IS NOT NULL AND NOT in_hh_revenue)"
     )
-    return _judge(
+    return Count(
         wrong,
         ledger,
         "account-day(s) not in exactly one population",
@@ -322,7 +349,7 @@ LEDGER_CHECKS = (
 # --- monthly_margin ------------------------------------------------------------------------------
 
 
-def month_ties_out(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def month_ties_out(scope: CheckScope) -> Count:
     """An account-month's kWh, revenue and cost are the sums over its contributing ledger days."""
     months = scope.rows()
     ledger = (
@@ -343,7 +370,7 @@ def month_ties_out(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
         f"days IS NULL OR abs(kwh - day_kwh) > {tolerance} OR abs(revenue_gbp - day_revenue) > {tolerance} "
         f"OR abs(cost_gbp - day_cost) > {tolerance}"
     )
-    return _judge(
+    return Count(
         off,
         months,
         "account-month(s) that do not tie out to their days",
@@ -364,11 +391,11 @@ MONTHLY_MARGIN_CHECKS = (
 # --- hh_margin ---------------------------------------------------------------------------------
 
 
-def margin_arithmetic(scope: CheckScope) -> tuple[bool, str, dict[str, Any]]:
+def margin_arithmetic(scope: CheckScope) -> Count:
     """margin = revenue - cost on every row."""
     rows = scope.rows()
     off = rows.where(f"abs(margin_gbp - (revenue_gbp - cost_gbp)) > {TOLERANCE_PER_ROW}")
-    return _judge(off, rows, "row(s) whose margin is not revenue - cost", lambda r: str(r.asDict()))
+    return Count(off, rows, "row(s) whose margin is not revenue - cost", lambda r: str(r.asDict()))
 
 
 HH_MARGIN_CHECKS = (
