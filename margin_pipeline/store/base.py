@@ -122,6 +122,10 @@ class DeltaStore(dg.ConfigurableResource):
         columns used to prune files; callers still filter rows themselves."""
 
     @abstractmethod
+    def frame(self, spark: SparkSession, rows: pa.Table) -> DataFrame:
+        """``rows``, computed on the client, as a DataFrame on ``spark``'s engine."""
+
+    @abstractmethod
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
         """Rows in the files a read of ``version`` with ``where`` touches (after file pruning)."""
 

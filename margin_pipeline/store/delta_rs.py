@@ -324,6 +324,11 @@ class DeltaRsStore(DeltaStore):
             file_pruning_predicate=where, filesystem=pa.fs.SubTreeFileSystem(path, filesystem)
         )
 
+    def frame(self, spark: SparkSession, rows: pa.Table) -> DataFrame:
+        """Inline in the plan, or through a Parquet file staged on local disk (:func:`arrow_to_spark`):
+        the local engines run on this machine."""
+        return arrow_to_spark(spark, rows)
+
     def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         changes = self.read_changes_arrow(spec, after, up_to)
         return ChangeFeed(arrow_to_spark(spark, changes), changes.num_rows)

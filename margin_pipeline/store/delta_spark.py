@@ -183,6 +183,10 @@ class DeltaSparkStore(DeltaStore):
         name = self.table_name(spec)
         writer.saveAsTable(name) if name else writer.save(self.uri(spec))
 
+    def frame(self, spark: SparkSession, rows: pa.Table) -> DataFrame:
+        """Through the session (a file staged on the driver's disk would not reach the executors)."""
+        return spark.createDataFrame(rows)
+
     def row_count(self, spec: TableSpec, version: int | None = None, where: str | None = None) -> int:
         return self.read(self._spark(), spec, version, where).count()
 

@@ -133,6 +133,22 @@ def test_publish_makes_the_scope_hold_the_desired_rows_and_leaves_the_rest(impl:
     assert held.version < everything.version
 
 
+@pytest.mark.parametrize("store_class", [DeltaRsStore, DeltaSparkStore])
+def test_rows_computed_on_the_client_reach_the_engine_whole(
+    store_class: type[DeltaStore], tmp_path: Path, spark, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``frame``: Arrow rows as a DataFrame, small ones and those past the inline limit alike (no
+    Delta table is involved, so delta-spark's runs without its jars, on either engine)."""
+    from margin_pipeline.store import delta_rs
+
+    store = store_class(lake_root=str(tmp_path / "lake"))
+    many = rows(*((f"m{i}", D1, float(i), None) for i in range(2000)))
+    monkeypatch.setattr(delta_rs, "INLINE_ARROW_BYTES", 1024)  # the local store stages these on disk
+    for table in (rows(("a", D1, 1.0, "x")), many):
+        got = to_arrow(store.frame(spark, table), SPEC.schema).sort_by([("meter", "ascending")])
+        assert got.equals(table.sort_by([("meter", "ascending")])), table.num_rows
+
+
 def test_null_to_value_is_a_change(impl: DeltaStore, spark) -> None:
     impl.merge(SPEC, upsert(("a", D1, None, None)))
     outcome = impl.merge(SPEC, upsert(("a", D1, 1.0, "now known")))

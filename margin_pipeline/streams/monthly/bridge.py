@@ -59,7 +59,6 @@ from margin_pipeline.store.base import (
     to_arrow,
     with_delete_flag,
 )
-from margin_pipeline.store.delta_rs import arrow_to_spark
 from margin_pipeline.streams.half_hourly.rules import hh_revenue
 from margin_pipeline.streams.monthly.profile import next_month
 from margin_pipeline.streams.monthly.rules import (
@@ -135,7 +134,7 @@ class _Reads:
     """
 
     def __init__(self, spark: SparkSession, store: DeltaStore, n0: int, n1: int, run_id: str) -> None:
-        self.spark = spark
+        self.spark, self.store = spark, store
         self.views: list[str] = []
         self.sides = [
             StreamRun("monthly.bridge", spark, store, SOURCES, resolve_pin(store, n), run_id, consume=False)
@@ -155,7 +154,7 @@ class _Reads:
 
     def hold(self, rows: pa.Table) -> DataFrame:
         """``rows`` on the engine, as a view the states refer to by name (sent once)."""
-        return self._view(arrow_to_spark(self.spark, rows))
+        return self._view(self.store.frame(self.spark, rows))
 
     def _view(self, frame: DataFrame) -> DataFrame:
         view = f"margin_bridge_{uuid.uuid4().hex}"

@@ -23,7 +23,6 @@ from pyspark.sql import functions as F
 from margin_pipeline.gold import MONTHLY_MARGIN
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.base import DeltaStore
-from margin_pipeline.store.delta_rs import arrow_to_spark
 from margin_pipeline.streams.monthly.bridge import (
     BRIDGE_WRITER,
     MARGIN_HISTORY,
@@ -259,7 +258,7 @@ def recompute_month(
         keys = spark.createDataFrame([(month,)], "month date")
         desired = monthly_margin(ledger, agreements)
     else:
-        keys = arrow_to_spark(spark, scope.select(["account_id", "month"]))
+        keys = store.frame(spark, scope.select(["account_id", "month"]))
         rows = ledger.withColumn("month", month_start(F.col("settlement_date")))
         affected = rows.join(keys, ["account_id", "month"], "left_semi").drop("month")
         desired = monthly_margin(affected, agreements)
