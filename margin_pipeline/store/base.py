@@ -69,6 +69,9 @@ class MergeOutcome:
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
     #: A publish's: the keys it covered (its scope's, or its desired rows' without a scope); 0 otherwise.
     keys: int = 0
+    #: A publish's: the predicate of the partitions holding every key it covered, over the column
+    #: :func:`partition_of_scope` names (None: the whole table).
+    where: str | None = None
 
     @property
     def changed(self) -> int:
@@ -167,14 +170,13 @@ class DeltaStore(dg.ConfigurableResource):
         desired: DataFrame,
         scope: DataFrame | None,
         scope_key: Sequence[str],
-        where: str | None = None,
         commit_info: dict[str, str] | None = None,
     ) -> MergeOutcome:
         """Make ``spec`` hold ``desired`` for every key of ``scope`` (its ``scope_key`` columns, which
         are columns of ``spec``; every key when None): ``desired``'s rows merged, and the held rows of
-        the scope that ``desired`` lacks deleted. ``where``: a partition predicate holding every row
-        of the scope (prunes the files read for the held rows). One merge, one commit at most; the
-        outcome's ``keys`` counts the keys covered."""
+        the scope that ``desired`` lacks deleted. The files read for the held rows are those of the
+        partitions the scope's keys name (:func:`partition_of_scope`). One merge, one commit at most;
+        the outcome's ``keys`` counts the keys covered, its ``where`` is that partition predicate."""
 
     @abstractmethod
     def update(
@@ -204,6 +206,13 @@ class DeltaStore(dg.ConfigurableResource):
     @abstractmethod
     def restore(self, spec: TableSpec, version: int) -> None:
         """Restore the table to an earlier version (a new commit)."""
+
+
+def partition_of_scope(spec: TableSpec, scope_key: Sequence[str]) -> str | None:
+    """The partition column of ``spec`` a scope keyed by ``scope_key`` names (None: the scope may
+    cover any partition, so a publish reads the whole table for its held rows)."""
+    column = spec.partition_by[0] if spec.partition_by else None
+    return column if column in scope_key else None
 
 
 def sql_in(column: str, values: Iterable[Any]) -> str:

@@ -50,6 +50,7 @@ from margin_pipeline.store.base import (
     merge_predicates,
     merge_source_schema,
     new_columns,
+    partition_of_scope,
     sql_in,
     to_arrow,
 )
@@ -411,14 +412,15 @@ class DeltaRsStore(DeltaStore):
         desired: DataFrame,
         scope: DataFrame | None,
         scope_key: Sequence[str],
-        where: str | None = None,
         commit_info: dict[str, str] | None = None,
     ) -> MergeOutcome:
         """The desired rows and the scope's keys leave the engine in one query, as Arrow; the held keys
-        of the scope come from delta-rs and the keys to delete are found in Arrow. A plan that joined
-        the held rows with ``desired`` in the engine computed ``desired`` twice (once for its rows,
-        once for its keys: Sail reuses no common subplan and ignores ``cache()``) and shipped the
-        held rows to it; one query, not two, because each costs local Spark a job (~0.3 s).
+        of the scope come from delta-rs, from the partitions the scope's keys name (found in Arrow
+        too: no query asks the engine for them first), and the keys to delete are found in Arrow.
+        A plan that joined the held rows with ``desired`` in the engine computed ``desired`` twice
+        (once for its rows, once for its keys: Sail reuses no common subplan and ignores ``cache()``)
+        and shipped the held rows to it; one query, not two, because each costs local Spark a job
+        (~0.3 s).
 
         The held keys are read and compared a few partitions at a time when there are many desired
         rows (:meth:`_parts`): those of a full rebuild, every key of the table, are never all in
@@ -435,6 +437,9 @@ class DeltaRsStore(DeltaStore):
         rows = both.filter(pa.compute.invert(is_key)).drop_columns([_SCOPE_KEY])
         in_scope = both.filter(is_key).select(list(scope_key)) if scope is not None else None
         del both, is_key
+        where = None
+        if in_scope is not None and (column := partition_of_scope(spec, scope_key)) is not None:
+            where = sql_in(column, pa.compute.unique(in_scope[column]).to_pylist())
         gone = []
         for part, part_where in self._parts(spec, rows, where):
             held = self.read_arrow(spec, where=part_where, columns=list(spec.key))
@@ -444,7 +449,8 @@ class DeltaRsStore(DeltaStore):
         # A piece with no desired rows keeps its held keys' not-null fields; a joined one does not.
         gone_keys = pa.concat_tables(gone, promote_options="default")
         covered = rows.num_rows if in_scope is None else in_scope.num_rows
-        return dataclasses.replace(merge_and_delete(self, spec, rows, gone_keys, commit_info), keys=covered)
+        outcome = merge_and_delete(self, spec, rows, gone_keys, commit_info)
+        return dataclasses.replace(outcome, keys=covered, where=where)
 
     def _parts(
         self, spec: TableSpec, rows: pa.Table, where: str | None

@@ -33,6 +33,8 @@ from margin_pipeline.store.base import (
     merge_predicates,
     merge_source_schema,
     new_columns,
+    partition_of_scope,
+    sql_in,
 )
 
 if TYPE_CHECKING:
@@ -252,15 +254,17 @@ class DeltaSparkStore(DeltaStore):
         desired: DataFrame,
         scope: DataFrame | None,
         scope_key: Sequence[str],
-        where: str | None = None,
         commit_info: dict[str, str] | None = None,
     ) -> MergeOutcome:
         """One plan on the cluster: the held rows of the scope that ``desired`` lacks become
-        tombstones beside ``desired``'s rows, and Delta's MERGE applies both (nothing reaches the
-        driver)."""
+        tombstones beside ``desired``'s rows, and Delta's MERGE applies both (only the scope's
+        partition values and the counts reach the driver)."""
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
+        where = None
+        if scope is not None and (column := partition_of_scope(spec, scope_key)) is not None:
+            where = sql_in(column, [r[0] for r in scope.select(column).distinct().collect()])
         current = self.read(self._spark(), spec, where=where)
         if scope is not None:
             current = current.join(scope.select(*scope_key).distinct(), list(scope_key), "left_semi")
@@ -274,7 +278,7 @@ class DeltaSparkStore(DeltaStore):
         )
         covered = (desired if scope is None else scope.select(*scope_key).distinct()).count()
         outcome = self.merge(spec, source.unionByName(tombstones), commit_info=commit_info)
-        return dataclasses.replace(outcome, keys=covered)
+        return dataclasses.replace(outcome, keys=covered, where=where)
 
     def update(
         self, spec: TableSpec, values: dict[str, str], where: str, commit_info: dict[str, str] | None = None
@@ -335,8 +339,9 @@ class DeltaSparkStore(DeltaStore):
         if after == before:
             return MergeOutcome(version=after)
         metrics = self._table(spec).history(1).select("operationMetrics").first()[0] or {}
-        counts = {field: int(metrics.get(metric, 0)) for field, metric in names.items()}
-        return MergeOutcome(version=after, **counts, metrics=dict(metrics))
+        count = {field: int(metrics.get(metric, 0)) for field, metric in names.items()}
+        rows = (count.get("inserted", 0), count.get("updated", 0), count.get("deleted", 0))
+        return MergeOutcome(after, *rows, metrics=dict(metrics))
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         table = self._table(spec)

@@ -115,9 +115,10 @@ def test_publish_makes_the_scope_hold_the_desired_rows_and_leaves_the_rest(impl:
         [("a", D1, 1.5, "x"), ("n", D1, 9.0, None)], "meter string, day date, kwh double, note string"
     ).withColumn("extra", F.lit(1))
     scope = spark.createDataFrame([("a", D1), ("b", D1), ("n", D1)], "meter string, day date")
-    outcome = impl.publish(SPEC, desired, scope.union(scope), ["meter", "day"], where=f"day = '{D1}'")
+    outcome = impl.publish(SPEC, desired, scope.union(scope), ["meter", "day"])
     assert (outcome.inserted, outcome.updated, outcome.deleted) == (1, 1, 1)
     assert outcome.keys == 3, "the scope's distinct keys"
+    assert outcome.where == f"day IN ('{D1}')", "the partitions the scope's keys name"
     assert snapshot(impl, spark) == {
         ("a", D1): (1.5, "x"),
         ("n", D1): (9.0, None),
@@ -128,6 +129,7 @@ def test_publish_makes_the_scope_hold_the_desired_rows_and_leaves_the_rest(impl:
     everything = impl.publish(SPEC, desired.where("meter = 'a'"), None, SPEC.key)
     assert (everything.inserted, everything.updated, everything.deleted) == (0, 0, 3)
     assert everything.keys == 1, "without a scope, the desired rows"
+    assert everything.where is None, "without a scope, every partition"
     assert snapshot(impl, spark) == {("a", D1): (1.5, "x")}
     assert impl.publish(SPEC, desired.where("meter = 'a'"), None, SPEC.key).version == everything.version
     assert held.version < everything.version

@@ -262,8 +262,7 @@ def recompute_month(
         rows = ledger.withColumn("month", month_start(F.col("settlement_date")))
         affected = rows.join(keys, ["account_id", "month"], "left_semi").drop("month")
         desired = monthly_margin(affected, agreements)
-    # monthly_margin has no settlement dates to prune its files by
-    outcome = run.publish(MONTHLY_MARGIN, desired, keys, keys.columns, where=None)
+    outcome = run.publish(MONTHLY_MARGIN, desired, keys, keys.columns)
     result = MonthResult(
         task.month,
         dict(run.rows_read),

@@ -236,15 +236,14 @@ class StreamRun:
         desired: DataFrame,
         scope: DataFrame | None,
         scope_key: Sequence[str],
-        where: str | None,
     ) -> MergeOutcome:
         """Make ``output`` hold ``desired`` for every key in ``scope`` (all keys when None).
 
-        Keys in scope that are in the output but not in ``desired`` are deleted. ``where``: a
-        partition predicate over the output holding every key of the scope (None: no pruning).
+        Keys in scope that are in the output but not in ``desired`` are deleted. The outcome's
+        ``where`` is the partition predicate holding every key of the scope (None: the whole output).
         """
         self.store.ensure_table(output)
-        return self.store.publish(output, desired, scope, scope_key, where, commit_info=self.commit_info())
+        return self.store.publish(output, desired, scope, scope_key, commit_info=self.commit_info())
 
     def restamp_runs(self, output: TableSpec) -> MergeOutcome | None:
         """Set ``run_type`` on ``output``'s rows of every date whose volumes run changed in this range.
@@ -422,10 +421,9 @@ def refresh_output(
     before = store.ensure_table(out.output)
     try:
         desired, scope = out.plan(run)  # each is used once: the publish takes both in one query
-        where = _date_predicate(scope)
         key = out.output.key if scope is None else scope.columns
-        outcome = run.publish(out.output, desired, scope, key, where)
-        keys = outcome.keys
+        outcome = run.publish(out.output, desired, scope, key)
+        keys, where = outcome.keys, outcome.where
         outcome = combined([outcome, *(step(run, out.output) for step in out.in_place)])
         checks = run_checks(out.checks, check_scope(run, out.output, where))
         blocked = [c.name for c in checks if c.blocking and not c.passed]
