@@ -332,7 +332,7 @@ class DeltaRsStore(DeltaStore):
 
     def read_changes(self, spark: SparkSession, spec: TableSpec, after: int, up_to: int) -> ChangeFeed:
         changes = self.read_changes_arrow(spec, after, up_to)
-        return ChangeFeed(arrow_to_spark(spark, changes), changes.num_rows)
+        return ChangeFeed(self.frame(spark, changes), changes.num_rows)
 
     def read_changes_arrow(self, spec: TableSpec, after: int, up_to: int) -> pa.Table:
         table = self._existing(spec)
