@@ -18,7 +18,11 @@ instance is read for each run of the day: its start and end, and the seconds the
 - **orchestration overhead**: the command's wall time less the work on the critical path
   (ingest's and the stream assets' own seconds), as a share of the wall time;
 - **peak memory**: the largest summed RSS of the command's process tree (the CLI with the Sail
-  server inside it, the daemon, the code server and every run worker), sampled every 0.2 s.
+  server inside it, the daemon, the code server and every run worker), sampled every 0.2 s;
+- **CPU by process role**: the CPU seconds (user + system) each kind of process of that tree used
+  (the CLI with the Sail server, the daemon, the code server, the run workers it spawns, the step
+  processes of the forkserver), from the same samples: on 2 cores, what the processes that are not
+  the work cost is what the chain waits for when they run beside it.
 """
 
 from __future__ import annotations
@@ -43,52 +47,95 @@ CLI = str(Path(sys.executable).parent / "margin-pipeline")
 STREAM_JOBS = ("settlement_stream", "half_hourly_stream", "monthly_stream")
 
 
-def tree_rss_mb(root_pid: int) -> float:
-    """Summed RSS of ``root_pid`` and all its descendants (from /proc)."""
+#: Process roles of a ``margin-pipeline run`` tree, by what their command line holds (first match).
+ROLES = (
+    ("dagster-daemon", "daemon"),
+    ("api grpc", "code server"),
+    ("multiprocessing.spawn", "run workers"),  # the code server spawns one per run
+    ("multiprocessing.forkserver", "step processes"),  # the forkserver and the steps it forks
+)
+
+
+def role_of(command: str, root: bool) -> str | None:
+    """The role of a process by its command line; None when it has none (it ended: a zombie)."""
+    if root:
+        return "margin-pipeline (Sail server inside)"
+    if not command:
+        return None
+    return next((role for marker, role in ROLES if marker in command), "other")
+
+
+def tree_sample(root_pid: int) -> tuple[float, dict[tuple[int, str], tuple[str | None, float]]]:
+    """Summed RSS (MB) of ``root_pid`` and all its descendants, and each one's role (:func:`role_of`)
+    and CPU seconds so far (user + system), keyed by pid and start time (from /proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, float] = {}
+    cpu: dict[int, tuple[str, str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             status = (entry / "status").read_text()
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip())
         children.setdefault(ppid, []).append(pid)
         rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+        after_name = stat[stat.rfind(")") + 2 :].split()  # fields from the 3rd (state) on
+        cpu[pid] = (command, after_name[19], (int(after_name[11]) + int(after_name[12])) / tick)
     total, stack = 0.0, [root_pid]
+    seen: dict[tuple[int, str], tuple[str | None, float]] = {}
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0.0)
+        if pid in cpu:
+            command, started, seconds = cpu[pid]
+            seen[(pid, started)] = (role_of(command, pid == root_pid), seconds)
         stack.extend(children.get(pid, []))
-    return total
+    return total, seen
 
 
 def timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run ``command``, sampling its process tree's RSS; its wall seconds, exit code and peak RSS."""
+    """Run ``command``, sampling its process tree every 0.2 s: its wall seconds, exit code, peak RSS,
+    and the CPU seconds its processes used by role (as last sampled: a process that lived less
+    than 0.2 s is missed, one that ran on after its last sample is counted short)."""
     started = time.perf_counter()
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     peak = 0.0
+    last: dict[tuple[int, str], tuple[str, float]] = {}
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.2):
-            peak = max(peak, tree_rss_mb(process.pid))
+            total, seen = tree_sample(process.pid)
+            peak = max(peak, total)
+            for key, (role, seconds) in seen.items():
+                if role is None:  # ended, not reaped yet: no command line, the role it had
+                    role = last[key][0] if key in last else "other"
+                last[key] = (role, seconds)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     code = process.wait()
     done.set()
     sampler.join()
+    by_role: dict[str, dict[str, float]] = {}
+    for role, seconds in last.values():
+        figures = by_role.setdefault(role, {"processes": 0, "cpu_seconds": 0.0})
+        figures["processes"] += 1
+        figures["cpu_seconds"] = round(figures["cpu_seconds"] + seconds, 1)
     return {
         "command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command)),
         "seconds": round(time.perf_counter() - started, 2),
         "exit_code": code,
         "peak_rss_mb": round(peak, 1),
+        "cpu_by_role": dict(sorted(by_role.items(), key=lambda kv: -kv[1]["cpu_seconds"])),
     }
 
 
@@ -311,6 +358,15 @@ def main(argv: list[str] | None = None) -> int:
             ("longest_s", "longest s apart", ".1f"),
         ],
         "the chain sensors' ticks during the day's run (each hop waits for one)",
+    )
+    print_table(
+        [{"role": role, **figures} for role, figures in day["cpu_by_role"].items()],
+        [
+            ("role", "process (day run)", ""),
+            ("processes", "processes", "d"),
+            ("cpu_seconds", "CPU s", ".1f"),
+        ],
+        f"CPU by process role during the day's run ({day['seconds']} s wall, 2 cores)",
     )
     print(f"record: {out}")
     return 0
