@@ -70,32 +70,32 @@ def tree_sample(root_pid: int) -> tuple[float, dict[tuple[int, str], tuple[str |
     and CPU seconds so far (user + system), keyed by pid and start time (from /proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, float] = {}
-    cpu: dict[int, tuple[str, str, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             status = (entry / "status").read_text()
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip())
         children.setdefault(ppid, []).append(pid)
         rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-        after_name = stat[stat.rfind(")") + 2 :].split()  # fields from the 3rd (state) on
-        cpu[pid] = (command, after_name[19], (int(after_name[11]) + int(after_name[12])) / tick)
+    tick = os.sysconf("SC_CLK_TCK")
     total, stack = 0.0, [root_pid]
     seen: dict[tuple[int, str], tuple[str | None, float]] = {}
-    while stack:
+    while stack:  # the tree's processes only: their CPU and command line
         pid = stack.pop()
         total += rss.get(pid, 0.0)
-        if pid in cpu:
-            command, started, seconds = cpu[pid]
-            seen[(pid, started)] = (role_of(command, pid == root_pid), seconds)
         stack.extend(children.get(pid, []))
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        after_name = stat[stat.rfind(")") + 2 :].split()  # fields from the 3rd (state) on
+        seconds = (int(after_name[11]) + int(after_name[12])) / tick
+        seen[(pid, after_name[19])] = (role_of(command, pid == root_pid), seconds)
     return total, seen
 
 
