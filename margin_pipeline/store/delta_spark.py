@@ -340,8 +340,13 @@ class DeltaSparkStore(DeltaStore):
             return MergeOutcome(version=after)
         metrics = self._table(spec).history(1).select("operationMetrics").first()[0] or {}
         count = {field: int(metrics.get(metric, 0)) for field, metric in names.items()}
-        rows = (count.get("inserted", 0), count.get("updated", 0), count.get("deleted", 0))
-        return MergeOutcome(after, *rows, metrics=dict(metrics))
+        return MergeOutcome(
+            version=after,
+            inserted=count.get("inserted", 0),
+            updated=count.get("updated", 0),
+            deleted=count.get("deleted", 0),
+            metrics=dict(metrics),
+        )
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         table = self._table(spec)
