@@ -26,6 +26,7 @@ from typing import Any
 
 import dagster as dg
 
+from margin_pipeline.orchestration.code_server import CodeServer
 from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -98,6 +99,11 @@ def daemon_processes(home: str) -> list[int] | None:
     return daemons
 
 
+def _preexec() -> Callable[[], None] | None:
+    """What a process we start runs before it starts: :func:`_die_with_parent`, where it can."""
+    return _die_with_parent if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """In the daemon's process before it starts (Linux): SIGTERM it when the process that started it
     dies, however it dies, so a killed ``margin-pipeline run`` leaves no daemon behind."""
@@ -135,9 +141,13 @@ class Daemon:
         self.users = FileLock(Path(instance.root_directory) / DAEMON_USERS)
         self.users.acquire(shared=True)
         self.process: subprocess.Popen[bytes] | None = None
+        self.code_server: CodeServer | None = None  # the one our daemon asks, started before it
         self.restarts = 0
-        self.exited_groups: list[int] = []  # process groups of daemons that died: their code servers
-        self.started = self._start_unless_served()
+        try:
+            self.started = self._start_unless_served()
+        except BaseException:
+            self.users.release()
+            raise
 
     def _start_unless_served(self) -> bool:
         """Start a daemon unless one serves the instance or is starting (its lock held, or a daemon
@@ -149,7 +159,15 @@ class Daemon:
                 return False
             if not daemon_processes(home) and self.lock.acquire(blocking=False):
                 if not (daemon_running(self.instance) or daemon_processes(home)):  # still none: ours
-                    self.process = self._spawn()
+                    try:
+                        if self.code_server is None:
+                            self.code_server = CodeServer(
+                                WORKSPACE, self.log.with_name("code_server.log"), _preexec()
+                            )
+                        self.process = self._spawn()
+                    except BaseException:
+                        self.lock.release()
+                        raise
                     return True
                 self.lock.release()
             if time.monotonic() > deadline:
@@ -161,7 +179,10 @@ class Daemon:
             time.sleep(0.5)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)]
+        assert self.code_server is not None
+        workspace = str(self.code_server.workspace)
+        daemon = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", workspace]
+        command = self.code_server.when_serving(daemon)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             return subprocess.Popen(
@@ -170,7 +191,7 @@ class Daemon:
                 stderr=subprocess.STDOUT,
                 env=os.environ.copy(),
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_preexec(),
             )
 
     def restart_if_exited(self) -> str | None:
@@ -181,19 +202,20 @@ class Daemon:
                 return None
             self.started = self._start_unless_served()
             return "the daemon this run used has stopped: started one" if self.started else None
+        assert self.code_server is not None
+        served = self.code_server.restart_if_exited()
         if self.process.poll() is None:
-            return None
+            return served
         status = self.process.returncode
         if self.restarts >= self.MAX_RESTARTS:
             raise RuntimeError(
                 f"dagster-daemon exited {self.restarts + 1} times (last status {status}): see {self.log}"
             )
-        # Its code server lives on: it finishes the runs it started (stopping it would cancel them)
-        # and exits on its own once the heartbeats it no longer gets have timed out.
-        self.exited_groups.append(self.process.pid)
+        # The code server lives on, and with it the runs it started: the new daemon asks it too.
         self.process = self._spawn()
         self.restarts += 1
-        return f"dagster-daemon exited (status {status}): started again (log {self.log})"
+        restarted = f"dagster-daemon exited (status {status}): started again (log {self.log})"
+        return f"{served}; {restarted}" if served else restarted
 
     def stop(self) -> None:
         self.users.release()
@@ -209,14 +231,15 @@ class Daemon:
             self.lock.release()
 
     def _stop_process(self, process: subprocess.Popen[bytes]) -> None:
-        for group in [*self.exited_groups, process.pid]:  # the daemon and its code server
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        if self.code_server is not None:  # then the runs it started
+            self.code_server.stop()
         # Its last heartbeats would make the next call think a daemon still serves the instance.
         self.instance.wipe_daemon_heartbeats()
 

@@ -8,6 +8,7 @@ daemon still serves the instance.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from margin_pipeline.orchestration.drive import DAEMONS_NEEDED, daemon, daemon_processes, daemon_running
+from margin_pipeline.orchestration.drive import (
+    DAEMONS_NEEDED,
+    daemon,
+    daemon_processes,
+    daemon_running,
+    processes_of,
+)
 from margin_pipeline.settings import REPO_ROOT, prepare_dagster_home
 
 pytestmark = pytest.mark.slow
@@ -80,6 +87,50 @@ def test_a_killed_driver_leaves_no_daemon_and_no_trusted_heartbeat(tmp_path: Pat
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+def code_servers(home: Path) -> list[int]:
+    """Pids of the ``dagster api grpc`` processes of the instance at ``home``."""
+    found = []
+    for pid in processes_of(str(home)) or []:
+        with contextlib.suppress(OSError):
+            if b"api\0grpc" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc")
+def test_the_daemon_asks_the_one_code_server_started_for_it_and_it_is_started_again_if_it_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given ``workspace.yaml``, a daemon would start a code server of its own, and a new one every
+    minute. The daemon started here is given the code server started with it instead: the only one
+    of the instance, and what evaluates its sensors. Killed, that server is started again at the
+    same socket, and the same daemon's sensors are evaluated by the new one."""
+    home = prepare_dagster_home(tmp_path / "margin")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    log = home / "daemon.log"
+
+    def evaluations() -> int:  # the sensor daemon logs each evaluation's outcome
+        return log.read_text(errors="replace").count("Sensor watermark_gate skipped")
+
+    with dg.DagsterInstance.get() as instance, daemon(instance, log) as served:
+        assert served.started and served.code_server is not None
+        first = served.code_server.process.pid
+        wait_until(lambda: evaluations() > 0, 90, "a first evaluation of watermark_gate")
+        assert code_servers(home) == [first], "one code server, the one started for the daemon"
+
+        os.kill(first, signal.SIGKILL)
+        served.code_server.process.wait()
+        said = served.restart_if_exited()
+        assert said is not None and "the code server exited (status -9): started again" in said, said
+        assert served.restart_if_exited() is None, "serving again: nothing more to do"
+        second = served.code_server.process.pid
+        assert code_servers(home) == [second] and second != first
+        seen = evaluations()
+        wait_until(lambda: evaluations() > seen, 90, "watermark_gate evaluated by the new code server")
+        assert code_servers(home) == [second], "the daemon did not start one of its own meanwhile"
+    wait_until(lambda: not code_servers(home), 30, "the code server to stop with the daemon")
 
 
 PREPARER = """

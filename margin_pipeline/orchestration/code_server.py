@@ -1,0 +1,157 @@
+"""One code server for the life of a daemon started by ``margin-pipeline``, as ``dagster dev`` has.
+
+A ``dagster-daemon`` given ``workspace.yaml`` (a ``python_module`` location) starts the location's
+gRPC code server itself, and starts a new one every 60 s to pick up code changes (Dagster's
+``RELOAD_WORKSPACE_INTERVAL``; the old one lingers 20 s for its heartbeats). Each new server imports
+Dagster and loads the definitions again: on 2 cores that is CPU taken from the chain's runs, once a
+minute, for code that does not change while a chain runs.
+
+So the daemon that :class:`~margin_pipeline.orchestration.drive.Daemon` starts gets a workspace of
+its own that names a ``grpc_server``: ``dagster api grpc`` on a Unix socket, started here first
+and kept for the daemon's life. It is the process that evaluates the sensors and starts the run
+workers (the daemon only asks it); a daemon started again after a crash finds it still serving,
+with the runs it started still running. ``dagster dev`` (``margin-pipeline ui``) already works this
+way with servers of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+#: The service name Dagster's code server reports SERVING once it has loaded the definitions.
+HEALTH_SERVICE = "DagsterApi"
+
+
+def workspace_location(workspace: Path) -> tuple[str, str]:
+    """The module and location name of ``workspace``'s one ``python_module`` entry."""
+    (entry,) = yaml.safe_load(workspace.read_text())["load_from"]
+    module = entry["python_module"]
+    return module["module_name"], module["location_name"]
+
+
+class CodeServer:
+    """``dagster api grpc`` serving the location of ``source`` (``workspace.yaml``) on a Unix socket,
+    and a workspace file naming it (:attr:`workspace`). ``preexec_fn`` makes it die with the process
+    that started it (Linux), like the daemon. This module imports no Dagster: :func:`main` runs
+    before the daemon's start, in its process."""
+
+    #: Loading the definitions takes seconds; on a machine under load, tens of seconds.
+    STARTUP_SECONDS = 180
+    #: Restarts after which a code server that keeps exiting is an error, not bad luck.
+    MAX_RESTARTS = 3
+
+    def __init__(self, source: Path, log: Path, preexec_fn: Callable[[], None] | None = None) -> None:
+        self.log, self.preexec_fn = log, preexec_fn
+        self.module, self.location = workspace_location(source)
+        # A Unix socket's path is limited to about 100 bytes: a short temporary folder, not DAGSTER_HOME.
+        self.folder = Path(tempfile.mkdtemp(prefix="margin-code-"))
+        self.socket = self.folder / "grpc.sock"
+        self.workspace = self.folder / "workspace.yaml"
+        spec = {"grpc_server": {"socket": str(self.socket), "location_name": self.location}}
+        self.workspace.write_text(json.dumps({"load_from": [spec]}))  # JSON is YAML
+        self.restarts = 0
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.socket.unlink(missing_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "api",
+            "grpc",
+            "--module-name",
+            self.module,
+            "--location-name",
+            self.location,
+            "--socket",
+            str(self.socket),
+        ]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
+                start_new_session=True,  # its run workers are its process group: stopped with it
+                preexec_fn=self.preexec_fn,
+            )
+
+    def when_serving(self, command: list[str]) -> list[str]:
+        """``command`` run once this server serves: the daemon's. The caller goes on meanwhile (a
+        ``margin-pipeline run`` with nothing to do ends before the definitions have loaded); a daemon
+        started before would fail to load the location and try again only a minute later."""
+        return [sys.executable, "-m", __name__, str(self.socket), str(self.STARTUP_SECONDS), *command]
+
+    def restart_if_exited(self) -> str | None:
+        """Start the server again if it has exited (killed, the OOM killer); what happened, if so.
+        The daemon reaches the new one at the same socket."""
+        if self.process.poll() is None:
+            return None
+        status = self.process.returncode
+        if self.restarts >= self.MAX_RESTARTS:
+            raise RuntimeError(
+                f"the code server exited {self.restarts + 1} times (last status {status}): see {self.log}"
+            )
+        self.restarts += 1
+        self.process = self._start()
+        return f"the code server exited (status {status}): started again (log {self.log})"
+
+    def stop(self) -> None:
+        """Stop the server and the run workers it started (its process group)."""
+        self._kill(self.process)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes]) -> None:
+        # SIGTERM lets its run workers end their runs as interrupted. The server keeps no state of its
+        # own (runs are in the instance) and on SIGTERM would wait for its threads: it is killed.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.kill()
+        process.wait()
+
+
+def serving(socket: Path) -> bool:
+    """Whether Dagster's code server at ``socket`` has loaded the definitions and serves."""
+    if not socket.exists():
+        return False
+    request = health_pb2.HealthCheckRequest(service=HEALTH_SERVICE)
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def main(argv: list[str]) -> int:
+    """``SOCKET SECONDS COMMAND...``: wait until the code server at ``SOCKET`` serves, then become
+    ``COMMAND`` (the same process: its pid, its parent-death signal); exit 1 after ``SECONDS``."""
+    socket, seconds, command = Path(argv[0]), float(argv[1]), argv[2:]
+    deadline = time.monotonic() + seconds
+    while not serving(socket):
+        if time.monotonic() > deadline:
+            print(f"the code server at {socket} did not serve within {seconds:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
