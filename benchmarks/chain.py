@@ -20,9 +20,9 @@ instance is read for each run of the day: its start and end, and the seconds the
 - **peak memory**: the largest summed RSS of the command's process tree (the CLI with the Sail
   server inside it, the daemon, the code server and every run worker), sampled every 0.2 s;
 - **CPU by process role**: the CPU seconds (user + system) each kind of process of that tree used
-  (the CLI with the Sail server, the daemon, the code server, the run workers it spawns, the step
-  processes of the forkserver), from the same samples: on 2 cores, what the processes that are not
-  the work cost is what the chain waits for when they run beside it.
+  (the CLI with the Sail server, the daemon, the code server, the run workers it spawns; every
+  job runs its steps in its run worker), from the same samples: on 2 cores, what the processes
+  that are not the work cost is what the chain waits for when they run beside it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ ROLES = (
     ("dagster-daemon", "daemon"),
     ("api grpc", "code server"),
     ("multiprocessing.spawn", "run workers"),  # the code server spawns one per run
-    ("multiprocessing.forkserver", "step processes"),  # the forkserver and the steps it forks
 )
 
 

@@ -175,44 +175,8 @@ def test_monthly_margin_fans_out_over_months() -> None:
     assert resolved["ops"]["gold__monthly_margin.margin_months"]["config"]["substrate_version"] == 3
 
 
-def test_only_the_parent_starts_step_processes() -> None:
+def test_no_job_starts_step_processes() -> None:
     """A step process costs a Python start and an import of the code location: every job runs its
-    steps in the run's process (monthly's months one after another), except the parent, whose two
-    child ops must wait side by side; it forks them from a preloaded forkserver."""
+    steps in the run's process, the parent too (its children run side by side as runs of their own)."""
     executors = {job.name: job.executor_def.name for job in defs.resolve_all_job_defs()}
-    assert {name for name, executor in executors.items() if executor == "side_by_side"} == {
-        "margin_job_of_jobs"
-    }
-    assert all(executors[name] == "in_process" for name in executors.keys() - {"margin_job_of_jobs"})
-
-
-#: In the forkserver's place, a fresh process: what it imports ahead (executors.PRELOAD), then what a
-#: step forked from it does first (open the instance), then how many modules that still imported.
-STEP_START = """
-import importlib, sys, threading
-import dagster as dg
-from margin_pipeline.defs.executors import PRELOAD
-for name in PRELOAD:
-    importlib.import_module(name)
-threads = threading.active_count()
-before = set(sys.modules)
-with dg.DagsterInstance.get() as instance:
-    instance.get_runs(limit=1)
-print(threads, len(set(sys.modules) - before))
-"""
-
-
-def test_a_forked_step_opens_its_instance_without_importing_its_storage(tmp_path) -> None:
-    """Each step of a side-by-side run opens the instance first; the forkserver has imported what that
-    needs (about 500 modules, 0.8 s a step when it had not), and started no thread doing so."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    command = [sys.executable, "-c", STEP_START]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    threads, imported = (int(n) for n in done.stdout.split())
-    assert threads == 1, "the forkserver must stay safe to fork from"
-    assert imported < 20, f"a step still imported {imported} modules to open its instance"
+    assert set(executors.values()) == {"in_process"}, executors

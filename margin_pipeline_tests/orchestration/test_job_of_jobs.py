@@ -261,15 +261,15 @@ def children_of(instance: dg.DagsterInstance, parent_id: str) -> dict[str, RunRe
     return {r.job_name: report(instance, r.run_id) for r in runs}
 
 
-def step_spans(instance: dg.DagsterInstance, run_id: str, prefix: str = "") -> dict[str, tuple[float, float]]:
-    """Start and end time of each successful step of ``run_id`` whose key starts with ``prefix``, by
-    mapping key (``prefix`` ends with ``[``) or, with no prefix, by step key."""
+def step_spans(instance: dg.DagsterInstance, run_id: str, prefix: str) -> dict[str, tuple[float, float]]:
+    """Start and end time of each successful step of ``run_id`` whose key starts with ``prefix`` (a
+    dynamic step's key up to its ``[``), by mapping key."""
     starts, ends = {}, {}
     kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
     for record in instance.all_logs(run_id, of_type=kinds):
         if record.step_key and record.step_key.startswith(prefix):
             into = starts if record.dagster_event.event_type == dg.DagsterEventType.STEP_START else ends
-            into[record.step_key[len(prefix) : -1] if prefix else record.step_key] = record.timestamp
+            into[record.step_key[len(prefix) : -1]] = record.timestamp
     return {key: (starts[key], ends[key]) for key in ends}
 
 
@@ -326,7 +326,7 @@ class Uninterrupted:
     second: RunReport
     second_children: dict[str, RunReport]
     month_steps: dict[str, tuple[float, float]]
-    parent_steps: dict[str, tuple[float, float]]
+    children_created: dict[str, float]  # when each child run was created (launched), by job
     second_statuses_while_first_ran: set[str]
     by_hand: list[RunReport]  # settlement_stream launched twice by hand while the parent ran it
     settlement_at_once: int  # the most settlement_stream runs seen starting or started together
@@ -382,7 +382,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, postgres: Callable[[
             second=second_report,
             second_children=children_of(instance, second),
             month_steps=step_spans(instance, children["monthly_stream"].run_id, MONTH_STEP),
-            parent_steps=step_spans(instance, first),
+            children_created={j: created_at(instance, c.run_id) for j, c in children.items()},
             second_statuses_while_first_ran=seen,
             by_hand=hand_reports,
             settlement_at_once=settlement_at_once,
@@ -529,18 +529,13 @@ def test_children_run_side_by_side_and_monthly_waits_for_both(uninterrupted: Uni
     settlement, half_hourly, monthly = (
         children[j] for j in ("settlement_stream", "half_hourly_stream", "monthly_stream")
     )
-    # Side by side: the parent's settlement and half_hourly steps, each of which launches its child
-    # and waits for it, run at once. (The child runs themselves take 2-3 s on Sail: whether they
-    # overlap depends on when each run worker happened to start.)
-    (s_start, s_end), (h_start, h_end) = (
-        uninterrupted.parent_steps[k] for k in ("settlement", "half_hourly")
-    )
-    assert s_start < h_end and h_start < s_end, (
-        f"the parent ran its children one after the other: {uninterrupted.parent_steps}"
-    )
-    assert max(s_start, h_start) < min(settlement.ended, half_hourly.ended), (
-        "second launched after first ended"
-    )
+    # Side by side: pin_substrate launches settlement and half_hourly together, each a run of its own,
+    # so neither waits for the other to end. (The child runs themselves take 2-3 s on Sail: whether
+    # they overlap depends on when each run worker happened to start.)
+    created = uninterrupted.children_created
+    assert max(created["settlement_stream"], created["half_hourly_stream"]) < min(
+        settlement.ended, half_hourly.ended
+    ), f"the second child was launched after the first ended: {created}"
     assert monthly.started >= max(settlement.ended, half_hourly.ended)
     for job, config in uninterrupted.child_configs.items():  # each child gets its own profile, N pinned
         ops = config["ops"]
@@ -725,6 +720,29 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str, timeout: float = 300.0
         assert time.monotonic() < deadline, f"run {run_id} never started"
         time.sleep(0.2)
     return worker[0]
+
+
+def test_a_parent_stopped_while_it_waits_cancels_every_child_it_launched(tmp_path: Path) -> None:
+    """The operator terminates the parent while its children are held (their streams' pools have no
+    slot: they wait in the queue). The parent waits in one child's op, yet both children, launched
+    together by pin_substrate, are canceled: none is left to run without its parent."""
+    with deployment(tmp_path / "parent_stopped") as instance:
+        for pool in ("settlement", "half_hourly"):
+            instance.event_log_storage.set_concurrency_slots(pool, 0)
+        parent = launch(PARENT_JOB)
+        waiting = dg.RunsFilter(job_name=PARENT_JOB, statuses=[dg.DagsterRunStatus.STARTED])
+        deadline = time.monotonic() + 300
+        while len(children_of(instance, parent)) < 2 or not instance.get_runs(filters=waiting):
+            assert time.monotonic() < deadline, "the parent never launched its two children"
+            time.sleep(0.3)
+        time.sleep(2)  # into the op that waits
+        instance.run_coordinator.cancel_run(parent)
+        (stopped,) = wait_for_runs(instance, [parent], timeout=300)
+        children = children_of(instance, parent)
+        assert set(children) == {"settlement_stream", "half_hourly_stream"}
+        ended = wait_for_runs(instance, [c.run_id for c in children.values()], timeout=300)
+        assert stopped.status == "CANCELED", stopped.status
+        assert {c.status for c in ended} == {"CANCELED"}, [(c.job, c.status) for c in ended]
 
 
 def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
@@ -994,6 +1012,12 @@ def test_the_daemon_killed_while_a_child_runs_is_started_again_and_the_chain_fin
         for pid in processes_of(str(home)) or []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def created_at(instance: dg.DagsterInstance, run_id: str) -> float:
+    record = instance.get_run_record_by_id(run_id)
+    assert record is not None
+    return record.create_timestamp.timestamp()
 
 
 @contextlib.contextmanager

@@ -3,31 +3,35 @@
     pin_substrate ──┬── settlement ──┐
                     └── half_hourly ─┴── monthly ── summary
 
-``pin_substrate`` fixes substrate version N for the whole run. Each stream op
-(one per child stream of the registry, named after it, after the streams its
-descriptor names) launches its stream's job as a separate Dagster run (its own
-run config: the stream's tuning profile with N pinned; tagged with the parent run
-id) through the instance's run queue, waits for it and reports it. settlement and
-half_hourly run side by side; monthly starts only when both succeeded for N. A
-stream whose change feed ``(watermark, N]`` is empty is skipped, not run. The
-reconciled layer is then published by ``watermark_gate`` once every stream has
-consumed N.
+``pin_substrate`` fixes substrate version N for the whole run and launches the streams that
+depend on no other stream (settlement and half_hourly) as separate Dagster runs at once, each with
+its own run config (the stream's tuning profile with N pinned) and tagged with the parent run id,
+through the instance's run queue. A stream whose change feed ``(watermark, N]`` is empty is skipped,
+not run. Each stream op (one per child stream of the registry, named after it, after the streams
+its descriptor names) then waits for its child and reports it; monthly's op launches monthly only
+when both succeeded for N. The reconciled layer is then published by ``watermark_gate`` once every
+stream has consumed N.
 
-A failing child fails its op (naming the child, its run and its error); the
-sibling's committed output stays and nothing downstream starts. Re-executing
-the parent *from failure* runs only the failed op and what depends on it.
+The children run side by side as runs of their own; the parent's ops only launch and wait, so they
+run one after the other in the parent's process (the code location's default executor): no
+process per op. A failing child fails its op (naming the child, its run and its error); the
+sibling's op still reports its child, its committed output stays and nothing downstream starts.
+Re-executing the parent *from failure* runs only the failed op and what depends on it: the failed
+op, in a run that is not the one that pinned N, launches its stream again. A parent stopped while
+it waits cancels every child it launched that has not ended.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, create_model
 
-from margin_pipeline.defs.executors import side_by_side
 from margin_pipeline.defs.streams import assets as stream_defs
 from margin_pipeline.defs.streams.factory import max_runtime_tag
 from margin_pipeline.orchestration.runs import (
+    FINISHED_STATUSES,
     PARENT_JOB,
     PARENT_RUN_TAG,
     STREAM_TAG,
@@ -67,12 +71,16 @@ ParentConfig = create_model(
 
 @dataclass(frozen=True)
 class ParentPin:
-    """What the parent hands its children: the pinned N and each child's profile (values, N set)."""
+    """What the parent hands its children: the pinned N, each child's profile (values, N set), and
+    what ``pin_substrate`` did with the streams that depend on no other: launched (their run ids)
+    or skipped (why)."""
 
     parent_run_id: str
     substrate_version: int
     full_rebuild: bool
     profiles: dict[str, dict[str, Any]]
+    launched: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,8 @@ class ChildOutcome:
 
 
 @dg.op(
-    description="Pin substrate version N for the whole parent run and report how far each stream is.",
+    description="Pin substrate version N for the whole parent run, report how far each stream is, and "
+    "launch the streams that depend on no other stream (side by side), or skip those with nothing to read.",
 )
 def pin_substrate(
     context: dg.OpExecutionContext,
@@ -103,36 +112,70 @@ def pin_substrate(
             update={"substrate_version": pin.number, "full_rebuild": config.full_rebuild}
         )
         profiles[stream.name] = profile.model_dump()
-    progress = {s.name: stream_progress(store, s, pin).describe() for s in CHILD_STREAMS}
+    progress = {s.name: stream_progress(store, s, pin) for s in CHILD_STREAMS}
     for line in progress.values():
-        context.log.info(line)
+        context.log.info(line.describe())
+    plan = ParentPin(context.run_id, pin.number, config.full_rebuild, profiles)
+    launched, skipped = {}, {}
+    try:
+        for stream in CHILD_STREAMS:
+            if stream.after:
+                continue
+            if progress[stream.name].consumed and not config.full_rebuild:
+                skipped[stream.name] = progress[stream.name].describe()
+                context.log.info(f"skipped {stream.job_name}: change feed empty ({skipped[stream.name]})")
+                continue
+            launched[stream.name] = submit_child(context, stream, plan)
+            context.log.info(
+                f"launched {stream.job_name} run {launched[stream.name]} for substrate version {pin.number}"
+            )
+    except BaseException:
+        cancel_children(context)
+        raise
     return dg.Output(
-        ParentPin(context.run_id, pin.number, config.full_rebuild, profiles),
+        dataclasses.replace(plan, launched=launched, skipped=skipped),
         metadata={
             "substrate_version": pin.number,
             "table_versions": dg.MetadataValue.json(pin.tables),
-            "streams": dg.MetadataValue.json(progress),
+            "streams": dg.MetadataValue.json({name: p.describe() for name, p in progress.items()}),
+            **{f"{name}_run": dg.MetadataValue.dagster_run(run_id) for name, run_id in launched.items()},
         },
     )
 
 
 def child_op(stream: Stream) -> dg.OpDefinition:
     """The parent's op for ``stream``: named after it, taking the pin and the outcomes of ``after``."""
-    after = f" once {' and '.join(stream.after)} succeeded for N" if stream.after else ""
-    skipped = "" if stream.after else " (skipped when its change feed is empty)"
+    if stream.after:
+        does = (
+            f"Launch {stream.job_name} for N as a child run once {' and '.join(stream.after)} succeeded for N"
+        )
+    else:
+        does = f"Wait for the {stream.job_name} child run pin_substrate launched for N (or report it skipped)"
 
     @dg.op(
         name=stream.name,
         ins={"pin": dg.In(ParentPin), **{u: dg.In(ChildOutcome) for u in stream.after}},
-        description=f"Run {stream.job_name} for N as a child run{after}{skipped}.",
+        description=f"{does}, and report it.",
     )
     def _child(context: dg.OpExecutionContext, store: DeltaRsStore, pin: ParentPin, **upstream: ChildOutcome):
         if upstream:
             states = ", ".join(f"{name} {outcome.status}" for name, outcome in upstream.items())
             context.log.info(f"upstream for N={pin.substrate_version}: {states}")
+        if context.run_id == pin.parent_run_id:  # not a re-execution: what pin_substrate did stands
+            if stream.name in pin.skipped:
+                return skipped_child(stream, pin.substrate_version, pin.skipped[stream.name])
+            if stream.name in pin.launched:
+                return await_child(context, store, stream, pin, pin.launched[stream.name])
         return run_child(context, store, stream, pin)
 
     return _child
+
+
+def skipped_child(stream: Stream, number: int, reason: str) -> dg.Output[ChildOutcome]:
+    return dg.Output(
+        ChildOutcome(stream.name, "skipped", None, number),
+        metadata={"outcome": "skipped", "reason": reason, "substrate_version": number},
+    )
 
 
 def run_child(
@@ -143,18 +186,29 @@ def run_child(
     before = stream_progress(store, stream, pin)
     if before.consumed and not plan.full_rebuild:
         context.log.info(f"skipped {stream.job_name}: change feed empty ({before.describe()})")
-        return dg.Output(
-            ChildOutcome(stream.name, "skipped", None, pin.number),
-            metadata={"outcome": "skipped", "reason": before.describe(), "substrate_version": pin.number},
-        )
+        return skipped_child(stream, pin.number, before.describe())
     child_id = submit_child(context, stream, plan)
     context.log.info(f"launched {stream.job_name} run {child_id} for substrate version {pin.number}")
+    return await_child(context, store, stream, plan, child_id)
+
+
+def cancel_children(context: dg.OpExecutionContext, *also: str) -> None:
+    """Cancel every child this run launched that has not ended, and the runs ``also`` names."""
+    children = context.instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_TAG: context.run_id}))
+    for run_id in {c.run_id for c in children if c.status not in FINISHED_STATUSES} | set(also):
+        context.instance.run_coordinator.cancel_run(run_id)
+
+
+def await_child(
+    context: dg.OpExecutionContext, store: DeltaRsStore, stream: Stream, plan: ParentPin, child_id: str
+) -> dg.Output[ChildOutcome]:
+    """Wait for ``stream``'s child run ``child_id`` (or the retry that settles it) and report it."""
+    pin = resolve_pin(store, plan.substrate_version)
     launched = child_id
     try:  # a child whose worker died is failed (dead_run_sensor) and retried: its retry settles it
         child_id = settled_run(context.instance, child_id, POLL_SECONDS, context.log)
-    except BaseException:  # the parent was stopped: do not leave its child running unowned
-        for run_id in {launched, child_id}:
-            context.instance.run_coordinator.cancel_run(run_id)
+    except BaseException:  # the parent was stopped: do not leave its children running unowned
+        cancel_children(context, launched, child_id)
         raise
     child = report(context.instance, child_id)
     link = dg.MetadataValue.dagster_run(child_id)
@@ -262,7 +316,6 @@ def summary(context: dg.OpExecutionContext, **children: ChildOutcome) -> dg.Outp
     description="The job of jobs: pins substrate version N, runs settlement and half_hourly side by side "
     "and monthly after both, each as its own child run; the watermark gate then publishes hh_margin.",
     tags={STREAM_TAG: "parent", **max_runtime_tag(PARENT_MAX_RUNTIME)},
-    executor_def=side_by_side(max_concurrent=2),  # settlement beside half_hourly
 )
 def margin_job_of_jobs():
     pin = pin_substrate()
