@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import grpc
@@ -46,8 +47,8 @@ def workspace_location(workspace: Path) -> tuple[str, str]:
 class CodeServer:
     """``dagster api grpc`` serving the location of ``source`` (``workspace.yaml``) on a Unix socket,
     and a workspace file naming it (:attr:`workspace`). ``preexec_fn`` makes it die with the process
-    that started it (Linux), like the daemon. This module imports no Dagster: :func:`main` runs
-    before the daemon's start, in its process."""
+    that started it (Linux), like the daemon. This module imports no Dagster: :func:`main` starts
+    the daemon's process."""
 
     #: Loading the definitions takes seconds; on a machine under load, tens of seconds.
     STARTUP_SECONDS = 180
@@ -92,11 +93,12 @@ class CodeServer:
                 preexec_fn=self.preexec_fn,
             )
 
-    def when_serving(self, command: list[str]) -> list[str]:
-        """``command`` run once this server serves: the daemon's. The caller goes on meanwhile (a
-        ``margin-pipeline run`` with nothing to do ends before the definitions have loaded); a daemon
-        started before would fail to load the location and try again only a minute later."""
-        return [sys.executable, "-m", __name__, str(self.socket), str(self.STARTUP_SECONDS), *command]
+    def when_serving(self, script: str, *args: str) -> list[str]:
+        """The command that runs console script ``script`` (``dagster-daemon``) with ``args`` once this
+        server serves, importing it meanwhile (:func:`main`). The caller goes on: a ``margin-pipeline
+        run`` with nothing to do ends before the definitions have loaded. A daemon started before
+        the server serves would fail to load the location, and try again only a minute later."""
+        return [sys.executable, "-m", __name__, str(self.socket), str(self.STARTUP_SECONDS), script, *args]
 
     def restart_if_exited(self) -> str | None:
         """Start the server again if it has exited (killed, the OOM killer); what happened, if so.
@@ -141,16 +143,20 @@ def serving(socket: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """``SOCKET SECONDS COMMAND...``: wait until the code server at ``SOCKET`` serves, then become
-    ``COMMAND`` (the same process: its pid, its parent-death signal); exit 1 after ``SECONDS``."""
-    socket, seconds, command = Path(argv[0]), float(argv[1]), argv[2:]
+    """``SOCKET SECONDS SCRIPT ARGS...``: import console script ``SCRIPT`` while the code server at
+    ``SOCKET`` loads (on 2 cores the two overlap), wait until it serves, then run ``SCRIPT ARGS`` in
+    this process (its pid, its parent-death signal); exit 1 if it does not serve within ``SECONDS``."""
+    socket, seconds, script, args = Path(argv[0]), float(argv[1]), argv[2], argv[3:]
+    (entry,) = entry_points(group="console_scripts", name=script)
+    run = entry.load()
     deadline = time.monotonic() + seconds
     while not serving(socket):
         if time.monotonic() > deadline:
             print(f"the code server at {socket} did not serve within {seconds:.0f} s", file=sys.stderr)
             return 1
         time.sleep(0.1)
-    os.execv(command[0], command)
+    sys.argv = [script, *args]
+    return run()
 
 
 if __name__ == "__main__":

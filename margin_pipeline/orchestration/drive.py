@@ -26,6 +26,7 @@ from typing import Any
 
 import dagster as dg
 
+from margin_pipeline.orchestration import code_server
 from margin_pipeline.orchestration.code_server import CodeServer
 from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
@@ -90,9 +91,12 @@ def daemon_processes(home: str) -> list[int] | None:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        # `dagster-daemon run` (margin-pipeline run) or `python -m dagster._daemon run` (dagster dev)
+        # `dagster-daemon run` (by hand), `python -m dagster._daemon run` (dagster dev) or the
+        # margin-pipeline's, which waits for its code server first (code_server.main)
         named = (
-            any(part.endswith(b"dagster-daemon") for part in command[:2]) or b"dagster._daemon" in command[:3]
+            any(part.endswith(b"dagster-daemon") for part in command[:2])
+            or b"dagster._daemon" in command[:3]
+            or (code_server.__name__.encode() in command[:3] and b"dagster-daemon" in command)
         )
         if named and b"run" in command:
             daemons.append(pid)
@@ -181,8 +185,7 @@ class Daemon:
     def _spawn(self) -> subprocess.Popen[bytes]:
         assert self.code_server is not None
         workspace = str(self.code_server.workspace)
-        daemon = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", workspace]
-        command = self.code_server.when_serving(daemon)
+        command = self.code_server.when_serving("dagster-daemon", "run", "-w", workspace)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             return subprocess.Popen(
