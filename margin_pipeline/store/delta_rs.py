@@ -8,8 +8,8 @@ MERGE. Both directions cast to the table's declared schema in one place
 the same types.
 
 delta-rs panics in a child forked after it ran: anything that calls it must run in a fresh
-process, or in one forked from a process that never touched it (the forkserver of
-:mod:`margin_pipeline.defs.executors` only imports the code location).
+process, or in one forked from a process that never touched it. Every job runs its steps in its
+run worker (:mod:`margin_pipeline.defs.executors`), which the code server spawns afresh.
 """
 
 from __future__ import annotations
