@@ -27,7 +27,6 @@ from typing import Any
 import dagster as dg
 
 from margin_pipeline.orchestration import code_server
-from margin_pipeline.orchestration.code_server import CodeServer
 from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -145,7 +144,7 @@ class Daemon:
         self.users = FileLock(Path(instance.root_directory) / DAEMON_USERS)
         self.users.acquire(shared=True)
         self.process: subprocess.Popen[bytes] | None = None
-        self.code_server: CodeServer | None = None  # the one our daemon asks, started before it
+        self.code_server: code_server.CodeServer | None = None  # the one our daemon asks, started before it
         self.restarts = 0
         try:
             self.started = self._start_unless_served()
