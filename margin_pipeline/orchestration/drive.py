@@ -164,7 +164,7 @@ class Daemon:
                 if not (daemon_running(self.instance) or daemon_processes(home)):  # still none: ours
                     try:
                         if self.code_server is None:
-                            self.code_server = CodeServer(
+                            self.code_server = code_server.CodeServer(
                                 WORKSPACE, self.log.with_name("code_server.log"), _preexec()
                             )
                         self.process = self._spawn()
