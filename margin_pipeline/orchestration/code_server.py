@@ -35,6 +35,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 #: The service name Dagster's code server reports SERVING once it has loaded the definitions.
 HEALTH_SERVICE = "DagsterApi"
+#: In ``$DAGSTER_HOME``: the server's log, and the workspace naming it while it runs.
+LOG = "code_server.log"
+WORKSPACE = "code_server.yaml"
 
 
 def workspace_location(workspace: Path) -> tuple[str, str]:
@@ -55,13 +58,15 @@ class CodeServer:
     #: Restarts after which a code server that keeps exiting is an error, not bad luck.
     MAX_RESTARTS = 3
 
-    def __init__(self, source: Path, log: Path, preexec_fn: Callable[[], None] | None = None) -> None:
-        self.log, self.preexec_fn = log, preexec_fn
+    def __init__(self, source: Path, home: Path, preexec_fn: Callable[[], None] | None = None) -> None:
+        """Serve ``source``'s location for the instance at ``home`` (``$DAGSTER_HOME``), which gets
+        its log (:data:`LOG`) and its workspace file (:data:`WORKSPACE`)."""
+        self.log, self.preexec_fn = home / LOG, preexec_fn
         self.module, self.location = workspace_location(source)
         # A Unix socket's path is limited to about 100 bytes: a short temporary folder, not DAGSTER_HOME.
         self.folder = Path(tempfile.mkdtemp(prefix="margin-code-"))
         self.socket = self.folder / "grpc.sock"
-        self.workspace = self.folder / "workspace.yaml"
+        self.workspace = home / WORKSPACE
         spec = {"grpc_server": {"socket": str(self.socket), "location_name": self.location}}
         self.workspace.write_text(json.dumps({"load_from": [spec]}))  # JSON is YAML
         self.restarts = 0
@@ -117,6 +122,7 @@ class CodeServer:
     def stop(self) -> None:
         """Stop the server and the run workers it started (its process group)."""
         self._kill(self.process)
+        self.workspace.unlink(missing_ok=True)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     @staticmethod
@@ -127,6 +133,17 @@ class CodeServer:
             os.killpg(process.pid, signal.SIGTERM)
         process.kill()
         process.wait()
+
+
+def serving_workspace(home: Path) -> Path | None:
+    """The workspace naming the code server of the instance at ``home`` when one serves; None when
+    none was started for it (``dagster dev`` has its own), or it is gone (killed: its file stays)."""
+    path = home / WORKSPACE
+    try:
+        (entry,) = yaml.safe_load(path.read_text())["load_from"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+    return path if serving(Path(entry["grpc_server"]["socket"])) else None
 
 
 def serving(socket: Path) -> bool:

@@ -165,7 +165,7 @@ class Daemon:
                     try:
                         if self.code_server is None:
                             self.code_server = code_server.CodeServer(
-                                WORKSPACE, self.log.with_name("code_server.log"), _preexec()
+                                WORKSPACE, Path(self.instance.root_directory), _preexec()
                             )
                         self.process = self._spawn()
                     except BaseException:
@@ -279,8 +279,12 @@ fragment Launched on LaunchRunResult {
 
 def graphql(document: str, variables: dict[str, Any]) -> dict[str, Any]:
     """Run a GraphQL document against the code location of ``workspace.yaml`` and the instance of
-    ``$DAGSTER_HOME``, through the ``dagster-graphql`` command: the API the UI itself uses."""
-    command = [str(Path(sys.executable).parent / "dagster-graphql"), "-w", str(WORKSPACE)]
+    ``$DAGSTER_HOME``, through the ``dagster-graphql`` command: the API the UI itself uses. The
+    location is reached at the code server a ``margin-pipeline`` daemon asks, when one serves the
+    instance; else the command starts a code server of its own for the call (3 s more here)."""
+    home = Path(os.environ.get("DAGSTER_HOME", ""))
+    workspace = code_server.serving_workspace(home) or WORKSPACE
+    command = [str(Path(sys.executable).parent / "dagster-graphql"), "-w", str(workspace)]
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "response.json"
         variables_json = json.dumps(variables)

@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from margin_pipeline.orchestration.code_server import serving_workspace
 from margin_pipeline.orchestration.drive import (
     DAEMONS_NEEDED,
     daemon,
@@ -119,9 +120,12 @@ def test_the_daemon_asks_the_one_code_server_started_for_it_and_it_is_started_ag
         first = served.code_server.process.pid
         wait_until(lambda: evaluations() > 0, 90, "a first evaluation of watermark_gate")
         assert code_servers(home) == [first], "one code server, the one started for the daemon"
+        # GraphQL calls (launches, re-executions) reach it too, instead of starting one each.
+        assert serving_workspace(home) == served.code_server.workspace
 
         os.kill(first, signal.SIGKILL)
         served.code_server.process.wait()
+        assert serving_workspace(home) is None, "gone: the calls start their own meanwhile"
         said = served.restart_if_exited()
         assert said is not None and "the code server exited (status -9): started again" in said, said
         assert served.restart_if_exited() is None, "serving again: nothing more to do"
@@ -131,6 +135,7 @@ def test_the_daemon_asks_the_one_code_server_started_for_it_and_it_is_started_ag
         wait_until(lambda: evaluations() > seen, 90, "watermark_gate evaluated by the new code server")
         assert code_servers(home) == [second], "the daemon did not start one of its own meanwhile"
     wait_until(lambda: not code_servers(home), 30, "the code server to stop with the daemon")
+    assert serving_workspace(home) is None and not (home / "code_server.yaml").exists()
 
 
 PREPARER = """
