@@ -108,8 +108,9 @@ def _preexec() -> Callable[[], None] | None:
 
 
 def _die_with_parent() -> None:
-    """In the daemon's process before it starts (Linux): SIGTERM it when the process that started it
-    dies, however it dies, so a killed ``margin-pipeline run`` leaves no daemon behind."""
+    """In the daemon's process, and its code server's, before it starts (Linux): SIGTERM it when the
+    process that started it dies, however it dies, so a killed ``margin-pipeline run`` leaves
+    neither behind."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
