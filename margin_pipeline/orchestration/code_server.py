@@ -87,16 +87,8 @@ class CodeServer:
             "--socket",
             str(self.socket),
         ]
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            return subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-                start_new_session=True,  # its run workers are its process group: stopped with it
-                preexec_fn=self.preexec_fn,
-            )
+        # In a session of its own, its run workers are its process group: stopped with it.
+        return start_logged(command, self.log, self.preexec_fn)
 
     def when_serving(self, script: str, *args: str) -> list[str]:
         """The command that runs console script ``script`` (``dagster-daemon``) with ``args`` once this
@@ -133,6 +125,22 @@ class CodeServer:
             os.killpg(process.pid, signal.SIGTERM)
         process.kill()
         process.wait()
+
+
+def start_logged(
+    command: list[str], log: Path, preexec_fn: Callable[[], None] | None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session (process group) of its own, its output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
 
 
 def serving_workspace(home: Path) -> Path | None:

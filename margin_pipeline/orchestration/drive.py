@@ -186,16 +186,7 @@ class Daemon:
         assert self.code_server is not None
         workspace = str(self.code_server.workspace)
         command = self.code_server.when_serving("dagster-daemon", "run", "-w", workspace)
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            return subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-                start_new_session=True,
-                preexec_fn=_preexec(),
-            )
+        return code_server.start_logged(command, self.log, _preexec())
 
     def restart_if_exited(self) -> str | None:
         """Start our daemon again if it has exited (killed, the OOM killer), or one of ours if the
