@@ -51,23 +51,28 @@ STREAM_JOBS = ("settlement_stream", "half_hourly_stream", "monthly_stream")
 ROLES = (
     ("dagster-daemon", "daemon"),
     ("api grpc", "code server"),
-    ("multiprocessing.spawn", "run workers"),  # the code server spawns one per run
+    ("warm_workers zygote", "zygote"),  # loads the code location once; run workers fork from it
+    ("/spawn -c", "trampolines"),  # one per run: what the code server spawns, handing over to the zygote
+    ("multiprocessing.spawn", "run workers"),  # spawned afresh (no zygote serving yet)
 )
 
 
-def role_of(command: str, root: bool) -> str | None:
-    """The role of a process by its command line; None when it has none (it ended: a zombie)."""
+def role_of(command: str, root: bool, parent_command: str = "") -> str | None:
+    """The role of a process by its command line (and its parent's: a run worker forked by the
+    zygote has the zygote's); None when it has none (it ended: a zombie)."""
     if root:
         return "margin-pipeline (Sail server inside)"
     if not command:
         return None
-    return next((role for marker, role in ROLES if marker in command), "other")
+    role = next((role for marker, role in ROLES if marker in command), "other")
+    return "run workers" if role == "zygote" and "warm_workers zygote" in parent_command else role
 
 
 def tree_sample(root_pid: int) -> tuple[float, dict[tuple[int, str], tuple[str | None, float]]]:
     """Summed RSS (MB) of ``root_pid`` and all its descendants, and each one's role (:func:`role_of`)
     and CPU seconds so far (user + system), keyed by pid and start time (from /proc)."""
     children: dict[int, list[int]] = {}
+    parents: dict[int, int] = {}
     rss: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -79,22 +84,28 @@ def tree_sample(root_pid: int) -> tuple[float, dict[tuple[int, str], tuple[str |
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip())
         children.setdefault(ppid, []).append(pid)
+        parents[pid] = ppid
         rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
     tick = os.sysconf("SC_CLK_TCK")
     total, stack = 0.0, [root_pid]
     seen: dict[tuple[int, str], tuple[str | None, float]] = {}
+
+    def command_of(pid: int) -> str:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
     while stack:  # the tree's processes only: their CPU and command line
         pid = stack.pop()
         total += rss.get(pid, 0.0)
         stack.extend(children.get(pid, []))
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            command = command_of(pid)
+            parent_command = command_of(parents.get(pid, 0)) if pid != root_pid else ""
         except OSError:
             continue
         after_name = stat[stat.rfind(")") + 2 :].split()  # fields from the 3rd (state) on
         seconds = (int(after_name[11]) + int(after_name[12])) / tick
-        seen[(pid, after_name[19])] = (role_of(command, pid == root_pid), seconds)
+        seen[(pid, after_name[19])] = (role_of(command, pid == root_pid, parent_command), seconds)
     return total, seen
 
 

@@ -33,6 +33,8 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from margin_pipeline.orchestration import warm_workers
+
 #: The service name Dagster's code server reports SERVING once it has loaded the definitions.
 HEALTH_SERVICE = "DagsterApi"
 #: In ``$DAGSTER_HOME``: the server's log, and the workspace naming it while it runs.
@@ -77,7 +79,10 @@ class CodeServer:
         command = [
             sys.executable,
             "-m",
-            "dagster",
+            warm_workers.__name__,
+            "serve",
+            str(self.folder),
+            self.module,
             "api",
             "grpc",
             "--module-name",

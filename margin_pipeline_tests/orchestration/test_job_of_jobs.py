@@ -736,6 +736,10 @@ def test_a_parent_stopped_while_it_waits_cancels_every_child_it_launched(tmp_pat
             assert time.monotonic() < deadline, "the parent never launched its two children"
             time.sleep(0.3)
         time.sleep(2)  # into the op that waits
+        # Its run worker was forked from the code server's zygote (warm_workers), not spawned afresh.
+        status = Path(f"/proc/{worker_pid(instance, parent)}/status").read_text()
+        forked_by = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        assert b"warm_workers\0zygote" in Path(f"/proc/{forked_by}/cmdline").read_bytes()
         instance.run_coordinator.cancel_run(parent)
         (stopped,) = wait_for_runs(instance, [parent], timeout=300)
         children = children_of(instance, parent)

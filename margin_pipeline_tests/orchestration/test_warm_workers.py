@@ -1,0 +1,129 @@
+"""Processes spawned through the warm zygote (``orchestration/warm_workers.py``) behave as spawned ones.
+
+The code server's run workers are ``multiprocessing`` spawn processes; here the same spawn is driven
+from a plain process (no Dagster), so each property is checked on its own: the child is forked from
+the zygote, gets the queues and events it was given, ends with its own exit status, dies when it is
+signalled or when the process spawn knows (the trampoline) is, and, with no zygote listening, starts
+as spawn would have. The chain through the real daemon is covered by ``test_daemon.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from margin_pipeline.orchestration import warm_workers
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, pidfds and /proc: Linux")
+
+
+def report_then_exit(queue: Any, go: Any, code: int) -> None:
+    """A spawned child: say who it is and who its parent is, wait to be told, exit with ``code``."""
+    queue.put((os.getpid(), os.getppid()))
+    go.wait(300)  # longer than any join here: a child left running is seen, not outwaited
+    sys.exit(code)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition: Any, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def drive(folder: str, with_zygote: str) -> None:
+    """Run in a process of its own (spawn's executable is process-wide): print what was seen."""
+    zygote = warm_workers.start(Path(folder), "json")
+    assert wait_until(lambda: (Path(folder) / warm_workers.SOCKET).exists(), 120), "no zygote listening"
+    if with_zygote != "yes":
+        zygote.kill()
+        zygote.wait()
+    context = multiprocessing.get_context("spawn")
+    seen: dict[str, Any] = {"zygote": zygote.pid, "me": os.getpid()}
+
+    def spawned(code: int) -> tuple[Any, Any, int, int]:
+        queue, go = context.Queue(), context.Event()
+        process = context.Process(target=report_then_exit, args=(queue, go, code))
+        process.start()
+        pid, parent = queue.get(timeout=120)
+        return process, go, pid, parent
+
+    process, go, pid, parent = spawned(3)
+    go.set()
+    process.join(60)
+    seen["exit"] = {"parent": parent, "worker": pid, "process": process.pid, "exitcode": process.exitcode}
+
+    process, go, pid, _ = spawned(0)
+    os.kill(pid, signal.SIGKILL)
+    process.join(60)
+    seen["worker_killed"] = process.exitcode
+
+    process, go, pid, _ = spawned(0)
+    process.terminate()  # SIGTERM to the process spawn knows
+    process.join(60)
+    seen["terminated"] = {"exitcode": process.exitcode, "worker_gone": wait_until(lambda: not alive(pid))}
+
+    if with_zygote == "yes":
+        process, go, pid, _ = spawned(0)
+        process.kill()  # the trampoline SIGKILLed: its worker must not run on
+        process.join(60)
+        seen["trampoline_killed"] = {
+            "exitcode": process.exitcode,
+            "worker_gone": wait_until(lambda: not alive(pid)),
+        }
+    print(json.dumps(seen), flush=True)
+
+
+def driven(tmp_path: Path, with_zygote: bool) -> dict[str, Any]:
+    program = f"from {__name__} import drive; drive({str(tmp_path)!r}, {'yes' if with_zygote else 'no'!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_spawned_process_is_forked_from_the_zygote_and_ends_as_a_spawned_one_would(tmp_path: Path) -> None:
+    seen = driven(tmp_path, with_zygote=True)
+    exit_ = seen["exit"]
+    assert exit_["parent"] == seen["zygote"], "the child was not forked from the zygote"
+    assert exit_["worker"] != exit_["process"]  # the process spawn knows is the trampoline
+    assert exit_["exitcode"] == 3  # its queue and event reached it; its status came back
+    assert seen["worker_killed"] == -signal.SIGKILL
+    assert seen["terminated"] == {"exitcode": -signal.SIGTERM, "worker_gone": True}
+    assert seen["trampoline_killed"] == {"exitcode": -signal.SIGKILL, "worker_gone": True}
+    # Its parent (the driver) gone and its workers ended, the zygote ends too.
+    assert wait_until(lambda: not alive(seen["zygote"])), "the zygote outlived the process that started it"
+
+
+def test_with_no_zygote_listening_a_process_is_spawned_as_before(tmp_path: Path) -> None:
+    seen = driven(tmp_path, with_zygote=False)
+    exit_ = seen["exit"]
+    assert exit_["parent"] == seen["me"]
+    assert exit_["worker"] == exit_["process"]
+    assert exit_["exitcode"] == 3
+    assert seen["worker_killed"] == -signal.SIGKILL
+    assert seen["terminated"]["exitcode"] == -signal.SIGTERM
