@@ -18,10 +18,12 @@ instance is read for each run of the day: its start and end, and the seconds the
 - **orchestration overhead**: the command's wall time less the work on the critical path
   (ingest's and the stream assets' own seconds), as a share of the wall time;
 - **peak memory**: the largest summed RSS of the command's process tree (the CLI with the Sail
-  server inside it, the daemon, the code server and every run worker), sampled every 0.2 s;
+  server inside it, the daemon, the code server and every run worker), sampled every 0.2 s; run
+  workers forked from the zygote share its pages until they write them, so the sum overstates;
 - **CPU by process role**: the CPU seconds (user + system) each kind of process of that tree used
-  (the CLI with the Sail server, the daemon, the code server, the run workers it spawns; every
-  job runs its steps in its run worker), from the same samples: on 2 cores, what the processes
+  (the CLI with the Sail server, the daemon, the code server, its zygote, the trampolines it
+  spawns and the run workers the zygote forks for them; every job runs its steps in its run
+  worker), from the same samples: on 2 cores, what the processes
   that are not the work cost is what the chain waits for when they run beside it.
 """
 

@@ -27,8 +27,9 @@ worker's own pid, as before. If the trampoline is killed the zygote kills its wo
 zygote is killed its workers die with it (parent-death signal), and their trampolines end so.
 
 The zygote ignores SIGTERM (stopping is the code server's) and outlives the code server until its
-last worker ends (a run goes on as it would in a spawned worker), then exits. Any other command
-spawn runs (the resource tracker), or no zygote listening yet (it is still loading), and the
+last worker ends (a run goes on as it would in a spawned worker), then exits. A trampoline started
+while the zygote still loads waits for it (a spawned Python would load the same beside it, on the
+same cores). Any other command spawn runs (the resource tracker), or no zygote alive, and the
 trampoline runs Python exactly as spawn would have. ``dagster dev`` (``make ui``) starts its code
 servers itself: its runs are spawned as before.
 
@@ -65,9 +66,9 @@ SOCKET = "zygote.sock"
 MAX_FDS = 253
 #: What the trampoline runs: the zygote's socket and the real Python are filled in.
 TRAMPOLINE = r"""
-import os, re, signal, socket, struct, sys, json
+import json, os, re, signal, socket, struct, sys, time
 
-ZYGOTE, PYTHON = {zygote!r}, {python!r}
+ZYGOTE, ZYGOTE_PID, PYTHON = {zygote!r}, {zygote_pid!r}, {python!r}
 args = sys.argv[1:]
 program = args[args.index("-c") + 1] if "-c" in args else ""
 spawned = re.fullmatch(r"from multiprocessing\.spawn import spawn_main; spawn_main\((.*)\)", program)
@@ -88,11 +89,28 @@ for name in os.listdir("/proc/self/fd"):
     except OSError:  # the listing's own, closed by now
         continue
     fds.append(int(name))
-zygote = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-try:
-    zygote.connect(ZYGOTE)
-except OSError:
-    as_spawn_would()
+
+
+def loading():  # whether the zygote is alive (still loading, if it does not listen yet)
+    try:
+        with open(f"/proc/{{ZYGOTE_PID}}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# A zygote still loading is waited for: spawning Python instead would load the same, beside it.
+deadline = time.monotonic() + 300
+while True:
+    zygote = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        zygote.connect(ZYGOTE)
+        break
+    except OSError:
+        zygote.close()
+        if not loading() or time.monotonic() > deadline:
+            as_spawn_would()
+        time.sleep(0.05)
 request = json.dumps({{"cwd": os.getcwd(), "env": dict(os.environ), "program": program, "fds": fds}}).encode()
 socket.send_fds(zygote, [struct.pack("!I", len(request)) + request], fds)
 
@@ -134,15 +152,14 @@ os._exit(code if code >= 0 else 128 - code)
 
 def start(folder: Path, module: str) -> subprocess.Popen[bytes]:
     """Start the zygote for ``module`` and point this process's spawn at the trampoline (both in
-    ``folder``); the zygote's process. Spawned processes start as before until it listens."""
+    ``folder``); the zygote's process. A process spawned while it loads waits for it."""
     socket_path = folder / SOCKET
     socket_path.unlink(missing_ok=True)
-    trampoline = folder / "spawn"
-    trampoline.write_text(
-        f"#!{sys.executable} -S\n" + TRAMPOLINE.format(zygote=str(socket_path), python=sys.executable)
-    )
-    trampoline.chmod(0o755)
     process = subprocess.Popen([sys.executable, "-m", MODULE, "zygote", str(socket_path), module])
+    trampoline = folder / "spawn"
+    program = TRAMPOLINE.format(zygote=str(socket_path), zygote_pid=process.pid, python=sys.executable)
+    trampoline.write_text(f"#!{sys.executable} -S\n{program}")
+    trampoline.chmod(0o755)
     multiprocessing.set_executable(str(trampoline))
     return process
 

@@ -9,7 +9,8 @@ the same types.
 
 delta-rs panics in a child forked after it ran: anything that calls it must run in a fresh
 process, or in one forked from a process that never touched it. Every job runs its steps in its
-run worker (:mod:`margin_pipeline.defs.executors`), which the code server spawns afresh.
+run worker (:mod:`margin_pipeline.defs.executors`): spawned afresh, or forked from a zygote that
+only imported the code location (:mod:`margin_pipeline.orchestration.warm_workers`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The code server's run workers are ``multiprocessing`` spawn processes; here the same spawn is driven
 from a plain process (no Dagster), so each property is checked on its own: the child is forked from
-the zygote, gets the queues and events it was given, ends with its own exit status, dies when it is
+the zygote (waiting for it while it loads), gets the queues and events it was given, ends with its own exit status, dies when it is
 signalled or when the process spawn knows (the trampoline) is, and, with no zygote listening, starts
 as spawn would have. The chain through the real daemon is covered by ``test_daemon.py``.
 """
@@ -53,7 +53,7 @@ def wait_until(condition: Any, seconds: float = 30) -> bool:
 def drive(folder: str, with_zygote: str) -> None:
     """Run in a process of its own (spawn's executable is process-wide): print what was seen."""
     zygote = warm_workers.start(Path(folder), "json")
-    assert wait_until(lambda: (Path(folder) / warm_workers.SOCKET).exists(), 120), "no zygote listening"
+    # Not waited for: the first process is spawned while the zygote still loads, and waits for it.
     if with_zygote != "yes":
         zygote.kill()
         zygote.wait()
