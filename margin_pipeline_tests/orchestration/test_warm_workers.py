@@ -1,10 +1,11 @@
 """Processes spawned through the warm zygote (``orchestration/warm_workers.py``) behave as spawned ones.
 
-The code server's run workers are ``multiprocessing`` spawn processes; here the same spawn is driven
-from a plain process (no Dagster), so each property is checked on its own: the child is forked from
-the zygote (waiting for it while it loads), gets the queues and events it was given, ends with its own exit status, dies when it is
-signalled or when the process spawn knows (the trampoline) is, and, with no zygote listening, starts
-as spawn would have. The chain through the real daemon is covered by ``test_daemon.py``.
+The code server's run workers are ``multiprocessing`` spawn processes; here the same spawn is
+driven from a plain process (no Dagster), so each property is checked on its own: the child is
+forked from the zygote (waiting for it while it loads), gets the queues and events it was given,
+ends with its own exit status, dies when it is signalled or when the process spawn knows (the
+trampoline) is, and, with no zygote alive, starts as spawn would have. Through the real daemon:
+the parent-stopped test of ``test_job_of_jobs.py`` checks a run worker's parent is the zygote.
 """
 
 from __future__ import annotations
