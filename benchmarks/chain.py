@@ -54,7 +54,8 @@ ROLES = (
     ("dagster-daemon", "daemon"),
     ("api grpc", "code server"),
     ("warm_workers zygote", "zygote"),  # loads the code location once; run workers fork from it
-    ("/spawn -c", "trampolines"),  # one per run: what the code server spawns, handing over to the zygote
+    # one per run, in the code server's folder: what it spawns, handing over to the zygote
+    ("margin-code-", "trampolines"),
     ("multiprocessing.spawn", "run workers"),  # spawned afresh (no zygote serving yet)
 )
 
