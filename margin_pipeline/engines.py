@@ -171,6 +171,16 @@ def sail_url() -> str:
 CONNECT_RETRIES = {"max_retries": 5, "max_backoff_ms": 2000}
 
 
+def import_client(engine: EngineName) -> None:
+    """Import the client :func:`new_session` uses on ``engine``, connecting nowhere: a process that
+    forks run workers loads it once for all of them (``orchestration/warm_workers.py``)."""
+    import pyspark.sql
+
+    if engine == "sail":
+        import pyspark.sql.connect.client.retries
+        import pyspark.sql.connect.session  # noqa: F401
+
+
 def new_session(engine: EngineName, url: str | None = None) -> SparkSession:
     """A Spark session on ``engine``: a new Spark Connect session to ``url`` (default
     :func:`sail_url`) for ``sail``, retried as :data:`CONNECT_RETRIES` says; the process's
