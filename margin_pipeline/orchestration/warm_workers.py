@@ -275,8 +275,7 @@ def _fork_worker(
     own.update(fd for other, pidfd in workers.values() for fd in (other.fileno(), pidfd))
     own.update(key.fd for key in selector.get_map().values())
     own.add(selector.fileno())
-    kept = {int(name) for name in os.listdir("/proc/self/fd")} - own
-    clash = kept & set(targets) - {0, 1, 2}
+    clash = in_use(set(targets) - {0, 1, 2}, own)
     if clash:  # a descriptor of the zygote's (a library's) is at a number the worker needs
         print(f"zygote: descriptors {sorted(clash)} in use here, spawned instead", file=sys.stderr)
         for fd in fds:
@@ -303,6 +302,19 @@ def _fork_worker(
     selector.register(connection, selectors.EVENT_READ, ("trampoline", pid))
     selector.register(pidfd, selectors.EVENT_READ, ("ended", pid))
     return None
+
+
+def in_use(numbers: set[int], own: set[int]) -> set[int]:
+    """Which of ``numbers`` this process has a descriptor open at, those in ``own`` aside. (Listing
+    ``/proc/self/fd`` opens one more, at the lowest free number: closed by the time it is checked.)"""
+    found = set()
+    for fd in numbers - own:
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        found.add(fd)
+    return found
 
 
 def _work(request: dict, fds: dict[int, int]) -> None:
