@@ -135,8 +135,8 @@ def test_a_number_spawn_gave_is_in_use_in_the_zygote_only_when_a_descriptor_is_o
 ) -> None:
     """The zygote refuses a worker whose descriptors would land on one of its own; a free number
     (such as the one a listing of ``/proc/self/fd`` uses for itself) is not a clash."""
-    free = os.open(os.devnull, os.O_RDONLY)
-    os.close(free)
     with (tmp_path / "held").open("w") as held:
+        free = os.open(os.devnull, os.O_RDONLY)  # the lowest free number
+        os.close(free)
         assert warm_workers.in_use({free, held.fileno()}, own=set()) == {held.fileno()}
         assert warm_workers.in_use({held.fileno()}, own={held.fileno()}) == set()
