@@ -26,8 +26,9 @@ the code server's group reaches it once, through the trampoline. The run's event
 worker's own pid, as before. If the trampoline is killed the zygote kills its worker; if the
 zygote is killed its workers die with it (parent-death signal), and their trampolines end so.
 
-The zygote ignores SIGTERM (stopping is the code server's) and outlives the code server until its
-last worker ends (a run goes on as it would in a spawned worker), then exits. A trampoline started
+Once loaded, the zygote ignores SIGTERM (stopping is the code server's: stopped while it loads,
+it ends at once, as when ``margin-pipeline run`` had nothing to do) and outlives the code server
+until its last worker ends (a run goes on as it would in a spawned worker), then exits. A trampoline started
 while the zygote still loads waits for it (a spawned Python would load the same beside it, on the
 same cores). Any other command spawn runs (the resource tracker), or no zygote alive, and the
 trampoline runs Python exactly as spawn would have. ``dagster dev`` (``make ui``) starts its code
@@ -179,10 +180,11 @@ def zygote(path: Path, module: str) -> Callable[[], None] | None:
     Returns, in a forked child only, what that child runs (at the top of the stack, so that spawn's
     ``sys.exit`` ends the process as it would a spawned one); in the zygote, None once the code
     server is gone and every worker has ended."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # stopping is the code server's
-        signal.signal(signum, signal.SIG_IGN)
     parent = os.pidfd_open(os.getppid())
-    _load(module)
+    _load(module)  # stopped meanwhile (the code server's group signalled), it just ends: no worker yet
+    # From now on stopping is the code server's: its workers end their runs, then this ends.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     if select.select([parent], [], [], 0)[0]:  # the code server stopped while this loaded
         return None
     # Bound only now: until then, trampolines start Python as spawn would.

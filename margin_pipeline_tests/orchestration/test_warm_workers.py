@@ -73,10 +73,13 @@ def drive(folder: str, with_zygote: str) -> None:
     process.join(60)
     seen["exit"] = {"parent": parent, "worker": pid, "process": process.pid, "exitcode": process.exitcode}
 
-    process, go, pid, _ = spawned(0)
+    if with_zygote == "yes":  # loaded, it leaves stopping to the code server: SIGTERM changes nothing
+        zygote.terminate()
+    process, go, pid, parent = spawned(0)
     os.kill(pid, signal.SIGKILL)
     process.join(60)
     seen["worker_killed"] = process.exitcode
+    seen["parent_after_sigterm"] = parent
 
     process, go, pid, _ = spawned(0)
     process.terminate()  # SIGTERM to the process spawn knows
@@ -114,6 +117,7 @@ def test_a_spawned_process_is_forked_from_the_zygote_and_ends_as_a_spawned_one_w
     assert exit_["worker"] != exit_["process"]  # the process spawn knows is the trampoline
     assert exit_["exitcode"] == 3  # its queue and event reached it; its status came back
     assert seen["worker_killed"] == -signal.SIGKILL
+    assert seen["parent_after_sigterm"] == seen["zygote"], "a loaded zygote ended on SIGTERM"
     assert seen["terminated"] == {"exitcode": -signal.SIGTERM, "worker_gone": True}
     assert seen["trampoline_killed"] == {"exitcode": -signal.SIGKILL, "worker_gone": True}
     # Its parent (the driver) gone and its workers ended, the zygote ends too.
@@ -140,3 +144,25 @@ def test_a_number_spawn_gave_is_in_use_in_the_zygote_only_when_a_descriptor_is_o
         os.close(free)
         assert warm_workers.in_use({free, held.fileno()}, own=set()) == {held.fileno()}
         assert warm_workers.in_use({held.fileno()}, own={held.fileno()}) == set()
+
+
+def test_a_zygote_stopped_while_it_loads_ends_at_once(tmp_path: Path) -> None:
+    """``margin-pipeline run`` with nothing to do stops its code server's group before the zygote
+    has loaded: the zygote ends then, instead of loading on for nothing (and once it has loaded,
+    it ignores SIGTERM: its workers end their runs first, as the first test shows)."""
+    program = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from margin_pipeline.orchestration import warm_workers\n"
+        f"zygote = warm_workers.start(Path({str(tmp_path)!r}), 'json')\n"
+        "time.sleep(0.3)\n"
+        "zygote.terminate()\n"
+        "print(zygote.wait(timeout=60))\n"
+    )
+    repo = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=repo
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [str(-signal.SIGTERM)]
+    assert not (tmp_path / warm_workers.SOCKET).exists()
