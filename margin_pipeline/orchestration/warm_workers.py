@@ -206,10 +206,15 @@ def zygote(path: Path, module: str) -> Callable[[], None] | None:
             if kind == "listen":
                 job = _fork_worker(listener, selector, workers)
                 if job is not None:  # in the child
+                    os.close(parent)
                     return job
             elif kind == "trampoline":  # its connection closed: the trampoline was killed
                 connection, _pidfd = workers[pid]
-                if not connection.recv(1):
+                try:
+                    said = connection.recv(1)
+                except OSError:  # reset: closed too
+                    said = b""
+                if not said:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                     selector.unregister(connection)
@@ -256,7 +261,10 @@ def _fork_worker(
     selector: selectors.BaseSelector,
     workers: dict[int, tuple[socket.socket, int]],
 ) -> Callable[[], None] | None:
-    connection, _ = listener.accept()
+    try:
+        connection, _ = listener.accept()
+    except OSError:  # the trampoline gone already, or no descriptor left: it spawns instead
+        return None
     try:
         head, fds, _, _ = socket.recv_fds(connection, 65536, MAX_FDS)
         (size,) = struct.unpack("!I", head[:4])
@@ -282,7 +290,8 @@ def _fork_worker(
         print(f"zygote: descriptors {sorted(clash)} in use here, spawned instead", file=sys.stderr)
         for fd in fds:
             os.close(fd)
-        connection.sendall(struct.pack("!I", 0))
+        with contextlib.suppress(OSError):
+            connection.sendall(struct.pack("!I", 0))
         connection.close()
         return None
     sys.stdout.flush()
@@ -298,17 +307,18 @@ def _fork_worker(
         return lambda: _work(request, dict(zip(targets, fds, strict=True)))
     for fd in fds:
         os.close(fd)
-    connection.sendall(struct.pack("!I", pid))
     pidfd = os.pidfd_open(pid)
     workers[pid] = (connection, pidfd)
     selector.register(connection, selectors.EVENT_READ, ("trampoline", pid))
     selector.register(pidfd, selectors.EVENT_READ, ("ended", pid))
+    with contextlib.suppress(OSError):  # the trampoline gone meanwhile: its hang-up kills the worker
+        connection.sendall(struct.pack("!I", pid))
     return None
 
 
 def in_use(numbers: set[int], own: set[int]) -> set[int]:
-    """Which of ``numbers`` this process has a descriptor open at, those in ``own`` aside. (Listing
-    ``/proc/self/fd`` opens one more, at the lowest free number: closed by the time it is checked.)"""
+    """Which of ``numbers`` this process has a descriptor open at, those in ``own`` aside. Each is
+    checked itself: a listing of ``/proc/self/fd`` names its own descriptor too."""
     found = set()
     for fd in numbers - own:
         try:
