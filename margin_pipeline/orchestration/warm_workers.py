@@ -287,7 +287,8 @@ def _fork_worker(
     own.add(selector.fileno())
     clash = in_use(set(targets) - {0, 1, 2}, own)
     if clash:  # a descriptor of the zygote's (a library's) is at a number the worker needs
-        print(f"zygote: descriptors {sorted(clash)} in use here, spawned instead", file=sys.stderr)
+        held = {fd: _describe(fd) for fd in sorted(clash)}
+        print(f"zygote: descriptors {held} in use here, spawned instead", file=sys.stderr)
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):
@@ -327,6 +328,13 @@ def in_use(numbers: set[int], own: set[int]) -> set[int]:
             continue
         found.add(fd)
     return found
+
+
+def _describe(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
 
 
 def _work(request: dict, fds: dict[int, int]) -> None:
