@@ -8,7 +8,7 @@ __version__ = version("margin_pipeline")
 
 # A process that has loaded the code location holds a few hundred thousand objects (mostly
 # Dagster's definitions and snapshots). Python's finalization ends with a full garbage collection
-# over all of them: 0.5-0.6 s of CPU at every exit of a run worker, a CLI call, the daemon, the
+# over all of them: 0.6-0.7 s of CPU here at every exit of a run worker, a CLI call, the daemon, the
 # code server and each test's subprocess. Objects still alive then are released by reference
 # counting as their modules are cleared; freezing them (atexit handlers run before that
 # collection) only skips the traversal. `benchmarks/README.md` (chain) has the measurement.

@@ -51,6 +51,7 @@ def workspace_location(workspace: Path) -> tuple[str, str]:
 
 class CodeServer:
     """``dagster api grpc`` serving the location of ``source`` (``workspace.yaml``) on a Unix socket,
+    its run workers forked from a warm zygote (:mod:`~margin_pipeline.orchestration.warm_workers`),
     and a workspace file naming it (:attr:`workspace`). ``preexec_fn`` makes it die with the process
     that started it (Linux), like the daemon. This module imports no Dagster: :func:`main` starts
     the daemon's process."""
