@@ -187,7 +187,7 @@ def zygote(path: Path, module: str) -> Callable[[], None] | None:
         signal.signal(signum, signal.SIG_IGN)
     if select.select([parent], [], [], 0)[0]:  # the code server stopped while this loaded
         return None
-    # Bound only now: until then, trampolines start Python as spawn would.
+    # Bound only now: until then, trampolines wait (or, with the zygote gone, start Python).
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(str(path) + ".new")
