@@ -60,15 +60,14 @@ ROLES = (
 )
 
 
-def role_of(command: str, root: bool, parent_command: str = "") -> str | None:
-    """The role of a process by its command line (and its parent's: a run worker forked by the
-    zygote has the zygote's); None when it has none (it ended: a zombie)."""
+def role_of(command: str, root: bool) -> str | None:
+    """The role of a process by its command line; None when it has none (it ended: a zombie). A run
+    worker forked by the zygote has the zygote's: :func:`tree_sample` tells them apart."""
     if root:
         return "margin-pipeline (Sail server inside)"
     if not command:
         return None
-    role = next((role for marker, role in ROLES if marker in command), "other")
-    return "run workers" if role == "zygote" and "warm_workers zygote" in parent_command else role
+    return next((role for marker, role in ROLES if marker in command), "other")
 
 
 def tree_sample(root_pid: int) -> tuple[float, dict[tuple[int, str], tuple[str | None, float]]]:
@@ -103,12 +102,14 @@ def tree_sample(root_pid: int) -> tuple[float, dict[tuple[int, str], tuple[str |
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             command = command_of(pid)
-            parent_command = command_of(parents.get(pid, 0)) if pid != root_pid else ""
+            role = role_of(command, pid == root_pid)
+            if role == "zygote" and role_of(command_of(parents[pid]), False) == "zygote":
+                role = "run workers"  # forked by the zygote: its command line is the zygote's
         except OSError:
             continue
         after_name = stat[stat.rfind(")") + 2 :].split()  # fields from the 3rd (state) on
         seconds = (int(after_name[11]) + int(after_name[12])) / tick
-        seen[(pid, after_name[19])] = (role_of(command, pid == root_pid, parent_command), seconds)
+        seen[(pid, after_name[19])] = (role, seconds)
     return total, seen
 
 

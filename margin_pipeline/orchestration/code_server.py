@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import grpc
@@ -178,16 +177,14 @@ def main(argv: list[str]) -> int:
     ``SOCKET`` loads (on 2 cores the two overlap), wait until it serves, then run ``SCRIPT ARGS`` in
     this process (its pid, its parent-death signal); exit 1 if it does not serve within ``SECONDS``."""
     socket, seconds, script, args = Path(argv[0]), float(argv[1]), argv[2], argv[3:]
-    (entry,) = entry_points(group="console_scripts", name=script)
-    run = entry.load()
+    run = warm_workers.console_script(script)
     deadline = time.monotonic() + seconds
     while not serving(socket):
         if time.monotonic() > deadline:
             print(f"the code server at {socket} did not serve within {seconds:.0f} s", file=sys.stderr)
             return 1
         time.sleep(0.1)
-    sys.argv = [script, *args]
-    return run()
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ code location defined by ``workspace.yaml``, exactly as the UI and
 """
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.orchestration import code_server
+from margin_pipeline.orchestration import code_server, warm_workers
 from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -41,7 +40,6 @@ DAEMONS_NEEDED = ("SENSOR", "QUEUED_RUN_COORDINATOR")
 #: ``hh_margin`` is published, at most.
 FOLLOW_POLL_SECONDS = 0.5
 HEARTBEAT_FRESH_SECONDS = 45  # the daemon beats every 30 s
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def daemon_running(instance: dg.DagsterInstance) -> bool:
@@ -111,8 +109,7 @@ def _die_with_parent() -> None:
     """In the daemon's process, and its code server's, before it starts (Linux): SIGTERM it when the
     process that started it dies, however it dies, so a killed ``margin-pipeline run`` leaves
     neither behind."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    warm_workers.die_with_parent(signal.SIGTERM)
 
 
 #: In ``$DAGSTER_HOME``: held by the process whose daemon serves the instance (``margin-pipeline

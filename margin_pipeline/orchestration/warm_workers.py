@@ -58,7 +58,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1  # prctl(2)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 #: This module, by name (as ``__main__`` its ``__name__`` says nothing).
 MODULE = "margin_pipeline.orchestration.warm_workers"
 #: In the folder :func:`start` is given: the zygote's socket, bound once it has loaded.
@@ -169,10 +169,27 @@ def serve(folder: Path, module: str, dagster_args: list[str]) -> int:
     """In the code server's process: :func:`start`, then run the ``dagster`` console script with
     ``dagster_args`` (``api grpc ...``)."""
     start(folder, module)
-    (entry,) = entry_points(group="console_scripts", name="dagster")
-    run = entry.load()
-    sys.argv = ["dagster", *dagster_args]
-    return run()
+    return console_script("dagster")(dagster_args)
+
+
+def console_script(name: str) -> Callable[[list[str]], int]:
+    """Console script ``name`` (a public entry point), imported now, to run in this process with the
+    arguments given later (``sys.argv`` set for it)."""
+    (entry,) = entry_points(group="console_scripts", name=name)
+    main = entry.load()
+
+    def run(args: list[str]) -> int:
+        sys.argv = [name, *args]
+        return main()
+
+    return run
+
+
+def die_with_parent(signum: int) -> None:
+    """Have ``signum`` sent to this process when its parent dies, however it dies (Linux; elsewhere
+    nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
 
 
 def zygote(path: Path, module: str) -> Callable[[], None] | None:
@@ -341,8 +358,7 @@ def _work(request: dict, fds: dict[int, int]) -> None:
     """In the forked child: become the process spawn would have started (its descriptors at their
     numbers, its directory, its environment, its signal dispositions), then run its program."""
     os.setpgid(0, 0)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
