@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -51,19 +50,19 @@ def workspace_location(workspace: Path) -> tuple[str, str]:
 class CodeServer:
     """``dagster api grpc`` serving the location of ``source`` (``workspace.yaml``) on a Unix socket,
     its run workers forked from a warm zygote (:mod:`~margin_pipeline.orchestration.warm_workers`),
-    and a workspace file naming it (:attr:`workspace`). ``preexec_fn`` makes it die with the process
-    that started it (Linux), like the daemon. This module imports no Dagster: :func:`main` starts
-    the daemon's process."""
+    and a workspace file naming it (:attr:`workspace`). It dies with the process that started it
+    (Linux), like the daemon (:func:`start_logged`). This module imports no Dagster: :func:`main`
+    starts the daemon's process."""
 
     #: Loading the definitions takes seconds; on a machine under load, tens of seconds.
     STARTUP_SECONDS = 180
     #: Restarts after which a code server that keeps exiting is an error, not bad luck.
     MAX_RESTARTS = 3
 
-    def __init__(self, source: Path, home: Path, preexec_fn: Callable[[], None] | None = None) -> None:
+    def __init__(self, source: Path, home: Path) -> None:
         """Serve ``source``'s location for the instance at ``home`` (``$DAGSTER_HOME``), which gets
         its log (:data:`LOG`) and its workspace file (:data:`WORKSPACE`)."""
-        self.log, self.preexec_fn = home / LOG, preexec_fn
+        self.log = home / LOG
         self.module, self.location = workspace_location(source)
         # A Unix socket's path is limited to about 100 bytes: a short temporary folder, not DAGSTER_HOME.
         self.folder = Path(tempfile.mkdtemp(prefix="margin-code-"))
@@ -81,6 +80,7 @@ class CodeServer:
             "-m",
             warm_workers.__name__,
             "serve",
+            str(os.getpid()),
             str(self.folder),
             self.module,
             "api",
@@ -93,14 +93,23 @@ class CodeServer:
             str(self.socket),
         ]
         # In a session of its own, its run workers are its process group: stopped with it.
-        return start_logged(command, self.log, self.preexec_fn)
+        return start_logged(command, self.log)
 
     def when_serving(self, script: str, *args: str) -> list[str]:
         """The command that runs console script ``script`` (``dagster-daemon``) with ``args`` once this
         server serves, importing it meanwhile (:func:`main`). The caller goes on: a ``margin-pipeline
         run`` with nothing to do ends before the definitions have loaded. A daemon started before
         the server serves would fail to load the location, and try again only a minute later."""
-        return [sys.executable, "-m", __name__, str(self.socket), str(self.STARTUP_SECONDS), script, *args]
+        return [
+            sys.executable,
+            "-m",
+            __name__,
+            str(os.getpid()),
+            str(self.socket),
+            str(self.STARTUP_SECONDS),
+            script,
+            *args,
+        ]
 
     def restart_if_exited(self) -> str | None:
         """Start the server again if it has exited (killed, the OOM killer); what happened, if so.
@@ -126,16 +135,31 @@ class CodeServer:
     def _kill(process: subprocess.Popen[bytes]) -> None:
         # SIGTERM lets its run workers end their runs as interrupted. The server keeps no state of its
         # own (runs are in the instance) and on SIGTERM would wait for its threads: it is killed.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        signal_group(process, signal.SIGTERM)
         process.kill()
         process.wait()
 
 
-def start_logged(
-    command: list[str], log: Path, preexec_fn: Callable[[], None] | None
-) -> subprocess.Popen[bytes]:
-    """Start ``command`` in a session (process group) of its own, its output appended to ``log``."""
+def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` to the process group ``process`` leads (:func:`start_logged`), unless
+    ``process`` was reaped already: its pid, free again, may lead another process's group by now
+    (pids wrap at 32,768 here). Exited but not reaped, its pid still names the group."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+
+
+def start_logged(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session (process group) of its own, its output appended to ``log``.
+
+    The commands started so (this module's :func:`main`, ``warm_workers serve``) are given this
+    process's pid and have SIGTERM sent to them when it dies (:func:`warm_workers.die_with_parent`,
+    called as they start), so a killed ``margin-pipeline run`` leaves neither behind. Not in a
+    ``preexec_fn``: this process talks gRPC (:func:`serving`), and a child forked from it that runs
+    Python before its ``exec`` has gRPC's fork handlers restart a poller whose descriptor the child
+    then closes; measured here, 3 in 100 such children aborted (SIGABRT) before their ``exec``
+    (grpc/grpc#43055, grpcio 1.85). Without ``preexec_fn``, Python starts the child with ``vfork``
+    and none of that runs."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -144,7 +168,6 @@ def start_logged(
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
             start_new_session=True,
-            preexec_fn=preexec_fn,
         )
 
 
@@ -173,10 +196,12 @@ def serving(socket: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """``SOCKET SECONDS SCRIPT ARGS...``: import console script ``SCRIPT`` while the code server at
-    ``SOCKET`` loads (on 2 cores the two overlap), wait until it serves, then run ``SCRIPT ARGS`` in
-    this process (its pid, its parent-death signal); exit 1 if it does not serve within ``SECONDS``."""
-    socket, seconds, script, args = Path(argv[0]), float(argv[1]), argv[2], argv[3:]
+    """``PARENT SOCKET SECONDS SCRIPT ARGS...``: die with process ``PARENT``; import console script
+    ``SCRIPT`` while the code server at ``SOCKET`` loads (on 2 cores the two overlap), wait until it
+    serves, then run ``SCRIPT ARGS`` in this process (its pid, its parent-death signal); exit 1 if
+    it does not serve within ``SECONDS``."""
+    warm_workers.die_with_parent(signal.SIGTERM, int(argv[0]))
+    socket, seconds, script, args = Path(argv[1]), float(argv[2]), argv[3], argv[4:]
     run = warm_workers.console_script(script)
     deadline = time.monotonic() + seconds
     while not serving(socket):

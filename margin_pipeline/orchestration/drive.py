@@ -25,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from margin_pipeline.orchestration import code_server, warm_workers
+from margin_pipeline.orchestration import code_server
 from margin_pipeline.orchestration.runs import FINISHED_STATUSES, RunReport, may_be_retried, report
 from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -100,18 +100,6 @@ def daemon_processes(home: str) -> list[int] | None:
     return daemons
 
 
-def _preexec() -> Callable[[], None] | None:
-    """What a process we start runs before it starts: :func:`_die_with_parent`, where it can."""
-    return _die_with_parent if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """In the daemon's process, and its code server's, before it starts (Linux): SIGTERM it when the
-    process that started it dies, however it dies, so a killed ``margin-pipeline run`` leaves
-    neither behind."""
-    warm_workers.die_with_parent(signal.SIGTERM)
-
-
 #: In ``$DAGSTER_HOME``: held by the process whose daemon serves the instance (``margin-pipeline
 #: run`` that started one, ``margin-pipeline ui`` for ``dagster dev``'s), so no second daemon starts.
 DAEMON_LOCK = "daemon.lock"
@@ -163,7 +151,7 @@ class Daemon:
                     try:
                         if self.code_server is None:
                             self.code_server = code_server.CodeServer(
-                                WORKSPACE, Path(self.instance.root_directory), _preexec()
+                                WORKSPACE, Path(self.instance.root_directory)
                             )
                         self.process = self._spawn()
                     except BaseException:
@@ -183,7 +171,7 @@ class Daemon:
         assert self.code_server is not None
         workspace = str(self.code_server.workspace)
         command = self.code_server.when_serving("dagster-daemon", "run", "-w", workspace)
-        return code_server.start_logged(command, self.log, _preexec())
+        return code_server.start_logged(command, self.log)
 
     def restart_if_exited(self) -> str | None:
         """Start our daemon again if it has exited (killed, the OOM killer), or one of ours if the
@@ -222,12 +210,11 @@ class Daemon:
             self.lock.release()
 
     def _stop_process(self, process: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        code_server.signal_group(process, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            code_server.signal_group(process, signal.SIGKILL)
             process.wait()
         if self.code_server is not None:  # then the runs it started
             self.code_server.stop()

@@ -165,9 +165,10 @@ def start(folder: Path, module: str) -> subprocess.Popen[bytes]:
     return process
 
 
-def serve(folder: Path, module: str, dagster_args: list[str]) -> int:
-    """In the code server's process: :func:`start`, then run the ``dagster`` console script with
-    ``dagster_args`` (``api grpc ...``)."""
+def serve(parent: int, folder: Path, module: str, dagster_args: list[str]) -> int:
+    """In the code server's process: die with process ``parent`` (the one that started it),
+    :func:`start`, then run the ``dagster`` console script with ``dagster_args`` (``api grpc ...``)."""
+    die_with_parent(signal.SIGTERM, parent)
     start(folder, module)
     return console_script("dagster")(dagster_args)
 
@@ -185,11 +186,16 @@ def console_script(name: str) -> Callable[[list[str]], int]:
     return run
 
 
-def die_with_parent(signum: int) -> None:
-    """Have ``signum`` sent to this process when its parent dies, however it dies (Linux; elsewhere
-    nothing)."""
-    with contextlib.suppress(OSError, AttributeError):
+def die_with_parent(signum: int, parent: int) -> None:
+    """Have ``signum`` sent to this process when its parent, process ``parent``, dies, however it
+    dies (Linux; elsewhere nothing). Gone already (this process was given to another), it is sent
+    now."""
+    try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
 
 
 def zygote(path: Path, module: str) -> Callable[[], None] | None:
@@ -212,6 +218,7 @@ def zygote(path: Path, module: str) -> Callable[[], None] | None:
         return None
     listener.listen(16)
     os.rename(str(path) + ".new", path)
+    bound = os.stat(path).st_ino
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, ("listen", None))
     selector.register(parent, selectors.EVENT_READ, ("parent", None))
@@ -248,8 +255,11 @@ def zygote(path: Path, module: str) -> Callable[[], None] | None:
             elif kind == "parent":  # the code server is gone: no new workers
                 selector.unregister(parent)
                 selector.unregister(listener)
+                # Unless a code server started again in its place has a new zygote bound there.
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_ino == bound:
+                        path.unlink()
                 listener.close()
-                path.unlink(missing_ok=True)
                 serving = False
     return None
 
@@ -314,6 +324,7 @@ def _fork_worker(
         return None
     sys.stdout.flush()
     sys.stderr.flush()
+    zygote_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
         for other, pidfd in workers.values():
@@ -322,7 +333,7 @@ def _fork_worker(
         selector.close()
         listener.close()
         connection.close()
-        return lambda: _work(request, dict(zip(targets, fds, strict=True)))
+        return lambda: _work(request, dict(zip(targets, fds, strict=True)), zygote_pid)
     for fd in fds:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
@@ -354,11 +365,11 @@ def _describe(fd: int) -> str:
         return "?"
 
 
-def _work(request: dict, fds: dict[int, int]) -> None:
+def _work(request: dict, fds: dict[int, int], zygote_pid: int) -> None:
     """In the forked child: become the process spawn would have started (its descriptors at their
     numbers, its directory, its environment, its signal dispositions), then run its program."""
     os.setpgid(0, 0)
-    die_with_parent(signal.SIGKILL)
+    die_with_parent(signal.SIGKILL, zygote_pid)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
@@ -386,7 +397,7 @@ def main(argv: list[str]) -> int:
         job()  # spawn_main: ends with sys.exit
         return 0
     assert argv[0] == "serve", argv
-    return serve(Path(argv[1]), argv[2], argv[3:])
+    return serve(int(argv[1]), Path(argv[2]), argv[3], argv[4:])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,3 +167,52 @@ def test_a_zygote_stopped_while_it_loads_ends_at_once(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == [str(-signal.SIGTERM)]
     assert not (tmp_path / warm_workers.SOCKET).exists()
+
+
+def test_a_zygote_whose_code_server_is_gone_leaves_the_socket_of_the_one_started_again(
+    tmp_path: Path,
+) -> None:
+    """A code server started again in the same folder has a new zygote bound at the same path; the
+    old zygote, ending once it sees its code server gone, must not remove that socket (trampolines
+    would wait for a zygote they cannot reach). Here the new one binds before the old one sees it."""
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from margin_pipeline.orchestration import warm_workers\n"
+        f"print(warm_workers.start(Path({str(tmp_path)!r}), 'json').pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    socket_path = tmp_path / warm_workers.SOCKET
+
+    def code_server() -> tuple[subprocess.Popen[str], int]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", program],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
+        assert process.stdout is not None
+        return process, int(process.stdout.readline())
+
+    def bound() -> int | None:
+        try:
+            return socket_path.stat().st_ino
+        except OSError:
+            return None
+
+    old, old_zygote = code_server()
+    assert wait_until(lambda: bound() is not None, 120), "the first zygote never listened"
+    first = bound()
+    new, new_zygote = code_server()
+    try:
+        assert wait_until(lambda: bound() not in (None, first), 120), "the second zygote never listened"
+        second = bound()
+        old.communicate("")  # the first code server ends; its zygote, with no worker, ends too
+        assert wait_until(lambda: not alive(old_zygote)), "the first zygote outlived its code server"
+        assert bound() == second, "the first zygote removed the second one's socket"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(socket_path))
+    finally:
+        new.communicate("")
+    assert wait_until(lambda: not alive(new_zygote))
