@@ -48,6 +48,8 @@ class RunReport:
 AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"
 #: Set by Dagster's run retries on a failed run: "true" when a retry will be (or was) launched.
 WILL_RETRY_TAG = "dagster/will_retry"
+#: A run's limit in seconds, enforced by run monitoring (``dagster.yaml``).
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 #: How long a failed run may wait for run retries to launch its retry before it counts as final.
 RETRY_LAUNCH_SECONDS = 120.0
 
@@ -59,11 +61,28 @@ def may_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     failure, but just *after* it writes the FAILURE status: a run read in between has failed and
     carries no verdict yet. Taking that moment for a final failure failed a parent whose child's
     worker was killed though the child's retry then succeeded, so an untagged failure counts as
-    possibly retried."""
+    possibly retried.
+
+    A run over its ``dagster/max_runtime`` is failed by run monitoring while its stopped worker
+    reports it canceled, in either order; the status is the later one. CANCELED, it is retried
+    all the same (the failure has its verdict), and until that verdict it may yet be. A run
+    canceled otherwise (the UI's Terminate) is not retried."""
+    verdict = run.tags.get(WILL_RETRY_TAG)
+    if run.status == dg.DagsterRunStatus.CANCELED:
+        return verdict == "true" or (
+            verdict is None and instance.run_retries_enabled and _ran_its_max_runtime(instance, run)
+        )
     if run.status != dg.DagsterRunStatus.FAILURE:
         return False
-    verdict = run.tags.get(WILL_RETRY_TAG)
     return verdict == "true" or (verdict is None and instance.run_retries_enabled)
+
+
+def _ran_its_max_runtime(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    limit = run.tags.get(MAX_RUNTIME_TAG)
+    record = instance.get_run_record_by_id(run.run_id)
+    if not limit or record is None or record.start_time is None or record.end_time is None:
+        return False
+    return record.end_time - record.start_time >= float(limit)
 
 
 def settled_run(instance: dg.DagsterInstance, run_id: str, poll: float = 1.0, log: Any = None) -> str:

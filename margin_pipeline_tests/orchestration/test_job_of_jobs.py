@@ -774,16 +774,14 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
         pid = worker_pid(instance, hung)
         (overran,) = wait_for_runs(instance, [hung])
         stopped = time.time()
-        # Run monitoring marks it canceling, asks its code server to stop it, then reports it failed.
-        # A worker quick to stop can end it CANCELED a moment before that FAILURE, the status that
-        # stays (the later event sets it): seen once in a CI, a run read in between.
-        settled = time.monotonic() + 30
-        while overran.status == "CANCELED" and time.monotonic() < settled:
-            time.sleep(0.2)
-            overran = report(instance, hung)
-        assert overran.status == "FAILURE", overran.status
-        messages = [e.message or "" for e in instance.all_logs(hung)]
-        assert any(f"exceeding maximum runtime of {MAX_RUNTIME} seconds" in m for m in messages), messages
+        # Run monitoring marks it canceling, asks its code server to stop it, then reports it failed
+        # (the failure alerts and run retries act on). The stopped worker reports it canceled,
+        # before or after that failure: the status is whichever came last (both seen here).
+        assert overran.status in ("FAILURE", "CANCELED"), overran.status
+        failures = instance.get_records_for_run(hung, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        assert [r.event_log_entry.message for r in failures] == [
+            f"Exceeded maximum runtime of {MAX_RUNTIME} seconds."
+        ], failures
         link.hung.clear()  # before run retries launch the run again
         deadline = time.monotonic() + 60
         while process_started_at(pid) is not None:  # Dagster's cancel reaches the hung call: the worker ends

@@ -5,7 +5,12 @@ import time
 
 import dagster as dg
 
-from margin_pipeline.orchestration.runs import AUTO_RETRY_RUN_TAG, WILL_RETRY_TAG, settled_run
+from margin_pipeline.orchestration.runs import (
+    AUTO_RETRY_RUN_TAG,
+    MAX_RUNTIME_TAG,
+    WILL_RETRY_TAG,
+    settled_run,
+)
 
 
 @dg.op
@@ -77,3 +82,44 @@ def test_a_failure_read_before_run_retries_tag_it_is_waited_on(tmp_path) -> None
         daemon.join()
         assert settled == instance.get_run_by_id(failed).tags[AUTO_RETRY_RUN_TAG]
         assert instance.get_run_by_id(settled).status == dg.DagsterRunStatus.SUCCESS
+
+
+def canceled_over_its_max_runtime(instance: dg.DagsterInstance, limit: float) -> str:
+    """A run that ran ``limit`` seconds, then was reported canceled, as its worker stopped by run
+    monitoring does when that comes after monitoring's failure (or before it, read in between)."""
+    run_id = child.execute_in_process(instance=instance, tags={MAX_RUNTIME_TAG: str(limit)}).run_id
+    time.sleep(limit)
+    instance.report_run_canceled(instance.get_run_by_id(run_id))
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+    return run_id
+
+
+def test_a_run_over_its_max_runtime_left_canceled_is_followed_to_its_retry(tmp_path) -> None:
+    """Its status may stay CANCELED (the later of the two reports) though run retries retry it:
+    first with no verdict yet, then with it."""
+    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        canceled = canceled_over_its_max_runtime(instance, 1.0)
+
+        def verdict_then_retry() -> None:
+            time.sleep(1.0)
+            instance.add_run_tags(canceled, {WILL_RETRY_TAG: "true"})
+            retry = run(instance, fail=False)
+            instance.add_run_tags(canceled, {AUTO_RETRY_RUN_TAG: retry})
+
+        daemon = threading.Thread(target=verdict_then_retry)
+        daemon.start()
+        settled = settled_run(instance, canceled, poll=0.2)
+        daemon.join()
+        assert settled == instance.get_run_by_id(canceled).tags[AUTO_RETRY_RUN_TAG]
+
+
+def test_a_run_canceled_before_its_max_runtime_settles_at_once(tmp_path) -> None:
+    """Canceled by the operator (the UI's Terminate), a run is not retried: no waiting for a verdict."""
+    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+        run_id = child.execute_in_process(instance=instance, tags={MAX_RUNTIME_TAG: "3600"}).run_id
+        instance.report_run_canceled(instance.get_run_by_id(run_id))
+        started = time.monotonic()
+        assert settled_run(instance, run_id, poll=0.2) == run_id
+        assert time.monotonic() - started < 5

@@ -7,7 +7,13 @@ from typing import Any
 import dagster as dg
 
 from margin_pipeline.engines import SparkEngine
-from margin_pipeline.orchestration.runs import PARENT_JOB, PARENT_RUN_TAG, STREAM_TAG, SUBSTRATE_VERSION_TAG
+from margin_pipeline.orchestration.runs import (
+    MAX_RUNTIME_TAG,
+    PARENT_JOB,
+    PARENT_RUN_TAG,
+    STREAM_TAG,
+    SUBSTRATE_VERSION_TAG,
+)
 from margin_pipeline.remote.launch import refresh_remote
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.delta_rs import DeltaRsStore
@@ -141,7 +147,7 @@ def freshness_policy(sla: Sla) -> dg.FreshnessPolicy:
 
 def max_runtime_tag(max_runtime: dt.timedelta) -> dict[str, str]:
     """The tag run monitoring enforces: a run over ``max_runtime`` is canceled (an SLA breach)."""
-    return {"dagster/max_runtime": str(int(max_runtime.total_seconds()))}
+    return {MAX_RUNTIME_TAG: str(int(max_runtime.total_seconds()))}
 
 
 def check_specs(key: dg.AssetKey, checks: Sequence[Check]) -> list[dg.AssetCheckSpec]:
