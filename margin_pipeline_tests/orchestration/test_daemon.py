@@ -130,7 +130,14 @@ def test_the_daemon_asks_the_one_code_server_started_for_it_and_it_is_started_ag
         assert said is not None and "the code server exited (status -9): started again" in said, said
         assert served.restart_if_exited() is None, "serving again: nothing more to do"
         second = served.code_server.process.pid
-        assert code_servers(home) == [second] and second != first
+        # Seen as [] in 3 of 20 runs in one hour, not since; cause not found: say what became of it.
+        found = code_servers(home)
+        assert found == [second] and second != first, (
+            found,
+            first,
+            second,
+            served.code_server.process.poll(),
+        )
         seen = evaluations()
         wait_until(lambda: evaluations() > seen, 90, "watermark_gate evaluated by the new code server")
         assert code_servers(home) == [second], "the daemon did not start one of its own meanwhile"
