@@ -210,11 +210,12 @@ class Daemon:
             self.lock.release()
 
     def _stop_process(self, process: subprocess.Popen[bytes]) -> None:
-        code_server.signal_group(process, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            code_server.signal_group(process, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         if self.code_server is not None:  # then the runs it started
             self.code_server.stop()

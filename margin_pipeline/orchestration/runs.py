@@ -78,11 +78,14 @@ def may_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
 
 
 def _ran_its_max_runtime(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    limit = run.tags.get(MAX_RUNTIME_TAG)
-    record = instance.get_run_record_by_id(run.run_id)
-    if not limit or record is None or record.start_time is None or record.end_time is None:
+    try:
+        limit = float(run.tags.get(MAX_RUNTIME_TAG, ""))
+    except ValueError:  # none, or one run monitoring ignores too
         return False
-    return record.end_time - record.start_time >= float(limit)
+    record = instance.get_run_record_by_id(run.run_id)
+    if record is None or record.start_time is None or record.end_time is None:
+        return False
+    return record.end_time - record.start_time >= limit
 
 
 def settled_run(instance: dg.DagsterInstance, run_id: str, poll: float = 1.0, log: Any = None) -> str:

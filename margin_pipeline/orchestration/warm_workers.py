@@ -49,6 +49,7 @@ import multiprocessing
 import os
 import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -167,10 +168,16 @@ def start(folder: Path, module: str) -> subprocess.Popen[bytes]:
 
 def serve(parent: int, folder: Path, module: str, dagster_args: list[str]) -> int:
     """In the code server's process: die with process ``parent`` (the one that started it),
-    :func:`start`, then run the ``dagster`` console script with ``dagster_args`` (``api grpc ...``)."""
+    :func:`start`, then run the ``dagster`` console script with ``dagster_args`` (``api grpc ...``).
+    Ending (stopped by SIGTERM too: the parent-death signal), it removes ``folder``, which a
+    ``margin-pipeline run`` killed outright cannot; a zygote still loading then finds no folder to
+    bind in and ends, and one serving has removed its socket already or does as it ends."""
     die_with_parent(signal.SIGTERM, parent)
-    start(folder, module)
-    return console_script("dagster")(dagster_args)
+    try:
+        start(folder, module)
+        return console_script("dagster")(dagster_args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def console_script(name: str) -> Callable[[list[str]], int]:
@@ -217,8 +224,8 @@ def zygote(path: Path, module: str) -> Callable[[], None] | None:
     except FileNotFoundError:  # the code server stopped, its folder removed, while this loaded
         return None
     listener.listen(16)
+    bound = os.stat(str(path) + ".new").st_ino  # (its listener keeps that inode its own)
     os.rename(str(path) + ".new", path)
-    bound = os.stat(path).st_ino
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, ("listen", None))
     selector.register(parent, selectors.EVENT_READ, ("parent", None))

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from margin_pipeline.orchestration.code_server import signal_group, start_logged
-
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal: Linux")
 
 #: In a process serving gRPC and asking itself whether it serves, as ``margin-pipeline run`` asks its
@@ -86,16 +84,3 @@ def test_a_process_whose_parent_is_gone_already_ends_at_once(parent: str) -> Non
         assert (done.returncode, done.stdout) == (0, "alive\n"), done.stderr
     else:
         assert (done.returncode, done.stdout) == (-signal.SIGTERM, ""), done.stderr
-
-
-def test_a_process_group_is_signalled_only_while_its_leader_is_not_reaped(monkeypatch) -> None:
-    """Once its leader is reaped, a group's pid may be another process's (pids wrap): it is left
-    alone. Until then, exited or not, the pid is still the group's and the group gets the signal."""
-    live = start_logged(["sleep", "60"], Path(os.devnull))
-    signal_group(live, signal.SIGTERM)
-    assert live.wait(timeout=30) == -signal.SIGTERM
-
-    sent: list[int] = []
-    monkeypatch.setattr(os, "killpg", lambda pid, signum: sent.append(pid))
-    signal_group(live, signal.SIGTERM)  # reaped by the wait above
-    assert sent == []

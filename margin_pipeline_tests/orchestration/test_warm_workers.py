@@ -202,17 +202,21 @@ def test_a_zygote_whose_code_server_is_gone_leaves_the_socket_of_the_one_started
             return None
 
     old, old_zygote = code_server()
-    assert wait_until(lambda: bound() is not None, 120), "the first zygote never listened"
-    first = bound()
-    new, new_zygote = code_server()
     try:
-        assert wait_until(lambda: bound() not in (None, first), 120), "the second zygote never listened"
-        second = bound()
-        old.communicate("")  # the first code server ends; its zygote, with no worker, ends too
-        assert wait_until(lambda: not alive(old_zygote)), "the first zygote outlived its code server"
-        assert bound() == second, "the first zygote removed the second one's socket"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.connect(str(socket_path))
+        assert wait_until(lambda: bound() is not None, 120), "the first zygote never listened"
+        first = bound()
+        new, new_zygote = code_server()
+        try:
+            assert wait_until(lambda: bound() not in (None, first), 120), "the second zygote never listened"
+            second = bound()
+            old.communicate("")  # the first code server ends; its zygote, with no worker, ends too
+            assert wait_until(lambda: not alive(old_zygote)), "the first zygote outlived its code server"
+            assert bound() == second, "the first zygote removed the second one's socket"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(str(socket_path))
+        finally:
+            new.communicate("")
+        assert wait_until(lambda: not alive(new_zygote))
     finally:
-        new.communicate("")
-    assert wait_until(lambda: not alive(new_zygote))
+        if old.poll() is None:
+            old.communicate("")
