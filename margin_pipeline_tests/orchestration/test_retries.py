@@ -31,6 +31,27 @@ def run(instance: dg.DagsterInstance, fail: bool) -> str:
     return result.run_id
 
 
+#: An instance whose run retries are on, as ``dagster.yaml`` has them.
+RUN_RETRIES = {"run_retries": {"enabled": True, "max_retries": 1}}
+
+
+def settled_as_run_retries_act(instance: dg.DagsterInstance, run_id: str) -> str:
+    """:func:`settled_run` of ``run_id`` while, a second later, run retries give it its verdict and
+    launch a retry that succeeds (the daemon's part, in a thread)."""
+
+    def verdict_then_retry() -> None:
+        time.sleep(1.0)
+        instance.add_run_tags(run_id, {WILL_RETRY_TAG: "true"})
+        retry = run(instance, fail=False)
+        instance.add_run_tags(run_id, {AUTO_RETRY_RUN_TAG: retry})
+
+    daemon = threading.Thread(target=verdict_then_retry)
+    daemon.start()
+    settled = settled_run(instance, run_id, poll=0.2)
+    daemon.join()
+    return settled
+
+
 def test_a_retried_child_is_followed_to_its_retry() -> None:
     with dg.instance_for_test() as instance:
         failed = run(instance, fail=True)
@@ -67,19 +88,8 @@ def test_a_failure_read_before_run_retries_tag_it_is_waited_on(tmp_path) -> None
     with dg.instance_for_test(temp_dir=str(tmp_path), set_dagster_home=False) as writer:
         failed = run(writer, fail=True)
         assert WILL_RETRY_TAG not in writer.get_run_by_id(failed).tags
-    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
-    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
-
-        def verdict_then_retry() -> None:
-            time.sleep(1.0)
-            instance.add_run_tags(failed, {WILL_RETRY_TAG: "true"})
-            retry = run(instance, fail=False)
-            instance.add_run_tags(failed, {AUTO_RETRY_RUN_TAG: retry})
-
-        daemon = threading.Thread(target=verdict_then_retry)
-        daemon.start()
-        settled = settled_run(instance, failed, poll=0.2)
-        daemon.join()
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=RUN_RETRIES) as instance:
+        settled = settled_as_run_retries_act(instance, failed)
         assert settled == instance.get_run_by_id(failed).tags[AUTO_RETRY_RUN_TAG]
         assert instance.get_run_by_id(settled).status == dg.DagsterRunStatus.SUCCESS
 
@@ -97,27 +107,15 @@ def canceled_over_its_max_runtime(instance: dg.DagsterInstance, limit: float) ->
 def test_a_run_over_its_max_runtime_left_canceled_is_followed_to_its_retry(tmp_path) -> None:
     """Its status may stay CANCELED (the later of the two reports) though run retries retry it:
     first with no verdict yet, then with it."""
-    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
-    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=RUN_RETRIES) as instance:
         canceled = canceled_over_its_max_runtime(instance, 1.0)
-
-        def verdict_then_retry() -> None:
-            time.sleep(1.0)
-            instance.add_run_tags(canceled, {WILL_RETRY_TAG: "true"})
-            retry = run(instance, fail=False)
-            instance.add_run_tags(canceled, {AUTO_RETRY_RUN_TAG: retry})
-
-        daemon = threading.Thread(target=verdict_then_retry)
-        daemon.start()
-        settled = settled_run(instance, canceled, poll=0.2)
-        daemon.join()
+        settled = settled_as_run_retries_act(instance, canceled)
         assert settled == instance.get_run_by_id(canceled).tags[AUTO_RETRY_RUN_TAG]
 
 
 def test_a_run_canceled_before_its_max_runtime_settles_at_once(tmp_path) -> None:
     """Canceled by the operator (the UI's Terminate), a run is not retried: no waiting for a verdict."""
-    overrides = {"run_retries": {"enabled": True, "max_retries": 1}}
-    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=RUN_RETRIES) as instance:
         run_id = child.execute_in_process(instance=instance, tags={MAX_RUNTIME_TAG: "3600"}).run_id
         instance.report_run_canceled(instance.get_run_by_id(run_id))
         started = time.monotonic()
