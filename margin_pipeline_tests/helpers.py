@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import pyarrow as pa
@@ -17,6 +19,8 @@ from margin_pipeline.streams.monthly.tables import DAY_LEDGER, THROUGH
 from margin_pipeline.substrate.ingest import ingest, pending_files
 from margin_pipeline.substrate.versions import record_substrate_version
 from margin_pipeline.synthetic import Scenario, generate_history
+
+T = TypeVar("T")
 
 #: Every table the streams publish, by name.
 STREAM_OUTPUTS = {**GOLD, "monthly_day_ledger": DAY_LEDGER}
@@ -33,6 +37,17 @@ def idle() -> None:
 def idle_job() -> None:
     """A job whose one step (``idle``) does nothing: a run that only holds tags, events or slots."""
     idle()
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.3) -> T:
+    """The first truthy value of ``condition()``, asked every ``interval`` seconds; an
+    AssertionError naming ``what`` once ``timeout`` seconds pass without one."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.3g} s: {what}")
+        time.sleep(interval)
+    return value
 
 
 def csv(header: str, *rows: str) -> str:

@@ -29,6 +29,7 @@ from margin_pipeline.orchestration.drive import (
     processes_of,
 )
 from margin_pipeline.settings import REPO_ROOT, prepare_dagster_home
+from margin_pipeline_tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +60,6 @@ def start_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
         text=True,
     )
     return home, driver
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.5)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal and /proc are Linux")

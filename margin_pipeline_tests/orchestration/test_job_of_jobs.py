@@ -74,6 +74,7 @@ from margin_pipeline_tests.helpers import (
     full_recompute,
     rows_by_key,
     rows_doubled,
+    wait_until,
 )
 from margin_pipeline_tests.helpers import (
     deployment as with_substrate,
@@ -715,10 +716,7 @@ QUICK_MONITORING = {
 
 def worker_pid(instance: dg.DagsterInstance, run_id: str, timeout: float = 300.0) -> int:
     """The pid of ``run_id``'s run worker, once it has written it (as ``dead_run_sensor`` finds it)."""
-    deadline = time.monotonic() + timeout
-    while (worker := worker_of(instance, run_id)) is None:
-        assert time.monotonic() < deadline, f"run {run_id} never started"
-        time.sleep(0.2)
+    worker = wait_until(lambda: worker_of(instance, run_id), timeout, f"run {run_id} to start", interval=0.2)
     return worker[0]
 
 
@@ -731,10 +729,11 @@ def test_a_parent_stopped_while_it_waits_cancels_every_child_it_launched(tmp_pat
             instance.event_log_storage.set_concurrency_slots(pool, 0)
         parent = launch(PARENT_JOB)
         waiting = dg.RunsFilter(job_name=PARENT_JOB, statuses=[dg.DagsterRunStatus.STARTED])
-        deadline = time.monotonic() + 300
-        while len(children_of(instance, parent)) < 2 or not instance.get_runs(filters=waiting):
-            assert time.monotonic() < deadline, "the parent never launched its two children"
-            time.sleep(0.3)
+        wait_until(
+            lambda: len(children_of(instance, parent)) == 2 and instance.get_runs(filters=waiting),
+            300,
+            "the parent to launch its two children",
+        )
         time.sleep(2)  # into the op that waits
         # Its run worker was forked from the code server's zygote (warm_workers), not spawned afresh.
         status = Path(f"/proc/{worker_pid(instance, parent)}/status").read_text()
@@ -788,10 +787,8 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
             time.sleep(0.2)
         assert failures() == [f"Exceeded maximum runtime of {MAX_RUNTIME} seconds."], failures()
         link.hung.clear()  # before run retries launch the run again
-        deadline = time.monotonic() + 60
-        while process_started_at(pid) is not None:  # Dagster's cancel reaches the hung call: the worker ends
-            assert time.monotonic() < deadline, f"the hung run's worker {pid} is still alive"
-            time.sleep(0.2)
+        # Dagster's cancel reaches the hung call: the worker ends.
+        wait_until(lambda: process_started_at(pid) is None, 60, f"the hung run's worker {pid} to end", 0.2)
 
         alerts = alerts_of(data_root, 1)
         assert len(alerts) == 1, alerts
@@ -799,9 +796,12 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
         assert (alert["kind"], alert["stream"], alert["run_id"]) == ("sla", "settlement", hung), alert
         assert "maximum runtime" in alert["text"], alert["text"]
 
-        while not (retry := instance.get_run_by_id(hung).tags.get(AUTO_RETRY_RUN_TAG)):
-            assert time.time() - stopped < 120, "run retries did not relaunch the overrun run"
-            time.sleep(0.5)
+        retry = wait_until(
+            lambda: instance.get_run_by_id(hung).tags.get(AUTO_RETRY_RUN_TAG),
+            stopped + 120 - time.time(),
+            "run retries to relaunch the overrun run (120 s after it stopped)",
+            interval=0.5,
+        )
         (recovered,) = wait_for_runs(instance, [retry])
         assert recovered.success, recovered.error
         [written] = [m["rows_inserted"] for m in recovered.assets.values()]
@@ -816,15 +816,15 @@ def test_runs_stopped_from_outside_are_recovered_and_the_chain_finishes(
 
         since = time.time()
         parent = launch(PARENT_JOB)
-        deadline = time.monotonic() + 300
         running = dg.RunsFilter(job_name="half_hourly_stream", statuses=[dg.DagsterRunStatus.STARTED])
-        while not (child := instance.get_runs(filters=running)):
-            assert time.monotonic() < deadline, "the parent's half_hourly child never started"
-            time.sleep(0.3)
+        child = wait_until(lambda: instance.get_runs(filters=running), 300, "the parent's half_hourly child")
         pool = instance.event_log_storage.get_concurrency_info  # killed holding its stream's pool slot:
-        while child[0].run_id not in pool("half_hourly").active_run_ids:
-            assert time.monotonic() < deadline, "the half_hourly child never took its pool slot"
-            time.sleep(0.1)
+        wait_until(
+            lambda: child[0].run_id in pool("half_hourly").active_run_ids,
+            300,
+            "the half_hourly child to take its pool slot",
+            interval=0.1,
+        )
         killed = time.time()
         os.kill(worker_pid(instance, child[0].run_id), signal.SIGKILL)
         (finished,) = wait_for_runs(instance, [parent])
@@ -867,15 +867,12 @@ def test_a_file_landing_while_the_parent_runs_for_n_is_n_plus_1_and_runs_after_i
         pools.set_concurrency_slots("monthly", 0)
         since = time.time()
         first = launch(PARENT_JOB)
-        deadline = time.monotonic() + 300
-        while not children_of(instance, first).get("settlement_stream"):
-            assert time.monotonic() < deadline, "the parent launched no settlement child"
-            time.sleep(0.3)
+        wait_until(lambda: children_of(instance, first).get("settlement_stream"), 300, "a settlement child")
         generate_next_day(data_root.landing)  # written in place: landing_sensor takes it once settled
         landed = time.time()
-        while not any(r.success for r in runs_of(instance, "ingest")):
-            assert time.monotonic() < deadline, "the landed files were not ingested"
-            time.sleep(0.3)
+        wait_until(
+            lambda: any(r.success for r in runs_of(instance, "ingest")), 300, "the landed files ingested"
+        )
         pools.set_concurrency_slots("monthly", 1)  # the parent for N=1 goes on to its monthly child
         outcome = follow_chain(instance, data_root, since, on_progress=lambda _: None)
         caught_up = time.time()

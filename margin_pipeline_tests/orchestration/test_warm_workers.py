@@ -17,13 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from margin_pipeline.orchestration import warm_workers
+from margin_pipeline_tests.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, pidfds and /proc: Linux")
 
@@ -41,15 +41,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_until(condition: Any, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def drive(folder: str, with_zygote: str) -> None:
@@ -85,16 +76,15 @@ def drive(folder: str, with_zygote: str) -> None:
     process, go, pid, _ = spawned(0)
     process.terminate()  # SIGTERM to the process spawn knows
     process.join(60)
-    seen["terminated"] = {"exitcode": process.exitcode, "worker_gone": wait_until(lambda: not alive(pid))}
+    wait_until(lambda: not alive(pid), 30, f"worker {pid} to end with its process", interval=0.05)
+    seen["terminated"] = process.exitcode
 
     if with_zygote == "yes":
         process, go, pid, _ = spawned(0)
         process.kill()  # the trampoline SIGKILLed: its worker must not run on
         process.join(60)
-        seen["trampoline_killed"] = {
-            "exitcode": process.exitcode,
-            "worker_gone": wait_until(lambda: not alive(pid)),
-        }
+        wait_until(lambda: not alive(pid), 30, f"worker {pid} to end with its trampoline", interval=0.05)
+        seen["trampoline_killed"] = process.exitcode
     print(json.dumps(seen), flush=True)
 
 
@@ -119,10 +109,10 @@ def test_a_spawned_process_is_forked_from_the_zygote_and_ends_as_a_spawned_one_w
     assert exit_["exitcode"] == 3  # its queue and event reached it; its status came back
     assert seen["worker_killed"] == -signal.SIGKILL
     assert seen["parent_after_sigterm"] == seen["zygote"], "a loaded zygote ended on SIGTERM"
-    assert seen["terminated"] == {"exitcode": -signal.SIGTERM, "worker_gone": True}
-    assert seen["trampoline_killed"] == {"exitcode": -signal.SIGKILL, "worker_gone": True}
+    assert seen["terminated"] == -signal.SIGTERM
+    assert seen["trampoline_killed"] == -signal.SIGKILL
     # Its parent (the driver) gone and its workers ended, the zygote ends too.
-    assert wait_until(lambda: not alive(seen["zygote"])), "the zygote outlived the process that started it"
+    wait_until(lambda: not alive(seen["zygote"]), 30, "the zygote to end with the process that started it")
 
 
 def test_with_no_zygote_listening_a_process_is_spawned_as_before(tmp_path: Path) -> None:
@@ -132,7 +122,7 @@ def test_with_no_zygote_listening_a_process_is_spawned_as_before(tmp_path: Path)
     assert exit_["worker"] == exit_["process"]
     assert exit_["exitcode"] == 3
     assert seen["worker_killed"] == -signal.SIGKILL
-    assert seen["terminated"]["exitcode"] == -signal.SIGTERM
+    assert seen["terminated"] == -signal.SIGTERM
 
 
 def test_a_number_spawn_gave_is_in_use_in_the_zygote_only_when_a_descriptor_is_open_there(
@@ -203,20 +193,20 @@ def test_a_zygote_whose_code_server_is_gone_leaves_the_socket_of_the_one_started
 
     old, old_zygote = code_server()
     try:
-        assert wait_until(lambda: bound() is not None, 120), "the first zygote never listened"
+        wait_until(lambda: bound() is not None, 120, "the first zygote to listen", 0.05)
         first = bound()
         new, new_zygote = code_server()
         try:
-            assert wait_until(lambda: bound() not in (None, first), 120), "the second zygote never listened"
+            wait_until(lambda: bound() not in (None, first), 120, "the second zygote to listen", 0.05)
             second = bound()
             old.communicate("")  # the first code server ends; its zygote, with no worker, ends too
-            assert wait_until(lambda: not alive(old_zygote)), "the first zygote outlived its code server"
+            wait_until(lambda: not alive(old_zygote), 30, "the first zygote to end with its code server")
             assert bound() == second, "the first zygote removed the second one's socket"
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
                 client.connect(str(socket_path))
         finally:
             new.communicate("")
-        assert wait_until(lambda: not alive(new_zygote))
+        wait_until(lambda: not alive(new_zygote), 30, "the second zygote to end with its code server")
     finally:
         if old.poll() is None:
             old.communicate("")
