@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/ruff check margin_pipeline margin_pipeline_tests benchmarks
 	$(BIN)/ruff format --check margin_pipeline margin_pipeline_tests benchmarks
 	$(BIN)/mypy
-	home=$$(mktemp -d) && DAGSTER_HOME=$$home $(BIN)/dg check defs; status=$$?; rm -rf $$home; exit $$status
+	home=$$(mktemp -d) && touch $$home/dagster.yaml && DAGSTER_HOME=$$home $(BIN)/dg check defs; status=$$?; rm -rf $$home; exit $$status
 
 ui: install
 	$(BIN)/margin-pipeline ui
