@@ -31,6 +31,7 @@ from margin_pipeline.settings import REPO_ROOT, DataRoot, FileLock
 from margin_pipeline.store.delta_rs import DeltaRsStore
 from margin_pipeline.streams.progress import stream_progress
 from margin_pipeline.streams.registry import STREAMS
+from margin_pipeline.streams.shared.watermarks import every_watermark
 from margin_pipeline.substrate.ingest import pending_files
 from margin_pipeline.substrate.versions import latest_substrate_version, resolve_pin
 
@@ -337,8 +338,9 @@ def chain_state(root: DataRoot) -> tuple[bool, str]:
     if number is None:
         return True, "nothing ingested"
     pin = resolve_pin(store, number)
+    watermarks = every_watermark(store)
     for stream in STREAMS.values():
-        progress = stream_progress(store, stream, pin)
+        progress = stream_progress(store, stream, pin, watermarks)
         if not progress.consumed:
             return False, progress.describe()
     return True, f"every stream and hh_margin reflect substrate version {number}"

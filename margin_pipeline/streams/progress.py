@@ -9,7 +9,7 @@ wait; it reads only the small control tables, never data.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from margin_pipeline.store.base import DeltaStore
@@ -17,7 +17,7 @@ from margin_pipeline.streams.registry import STREAMS
 from margin_pipeline.streams.shared.runner import BEFORE_FIRST_VERSION, source_targets
 from margin_pipeline.streams.shared.sla import Sla
 from margin_pipeline.streams.shared.stream import Stream
-from margin_pipeline.streams.shared.watermarks import read_watermarks
+from margin_pipeline.streams.shared.watermarks import Watermarks, every_watermark
 from margin_pipeline.substrate.versions import SubstratePin, latest_substrate_version, resolve_pin
 
 
@@ -62,11 +62,16 @@ class StreamProgress:
         return f"{self.stream} is behind substrate version {self.substrate_version}: {changed}"
 
 
-def stream_progress(store: DeltaStore, stream: Stream, pin: SubstratePin) -> StreamProgress:
+def stream_progress(
+    store: DeltaStore, stream: Stream, pin: SubstratePin, watermarks: Mapping[str, Watermarks] | None = None
+) -> StreamProgress:
+    """``stream`` against ``pin``; ``watermarks``: :func:`every_watermark` when read already (a status of
+    several streams reads them once)."""
+    watermarks = every_watermark(store) if watermarks is None else watermarks
     lags: list[SourceLag] = []
     numbers: list[int | None] = []
     for consumer in stream.consumers:
-        marks = read_watermarks(store, consumer.watermark)
+        marks = watermarks.get(consumer.watermark) or Watermarks(consumer.watermark, {}, None)
         numbers.append(marks.substrate_version)
         for name, target in source_targets(store, consumer.sources, pin).items():
             lags.append(SourceLag(consumer.watermark, name, marks.versions.get(name), target))
@@ -101,10 +106,11 @@ def lagging(store: DeltaStore, now: dt.datetime | None = None) -> list[Lag]:
     now = now or dt.datetime.now(dt.UTC)
     waited = now - pin.recorded_at
     lags = []
+    watermarks = every_watermark(store)
     for stream in STREAMS.values():
         if waited <= stream.sla.freshness:
             continue
-        progress = stream_progress(store, stream, pin)
+        progress = stream_progress(store, stream, pin, watermarks)
         if not progress.consumed:
             lags.append(Lag(stream.name, number, pin.recorded_at, waited, stream.sla, progress.describe()))
     return lags
@@ -115,7 +121,8 @@ def gate_status(
 ) -> tuple[list[StreamProgress], str]:
     """Where ``streams`` stand against ``pin``, and one line for a person: each stream's last consumed
     N, then who is waited for ("N=7: settlement 7, half_hourly 7, monthly 6: waiting for monthly")."""
-    progress = [stream_progress(store, s, pin) for s in streams]
+    watermarks = every_watermark(store)
+    progress = [stream_progress(store, s, pin, watermarks) for s in streams]
     numbers = ", ".join(f"{p.stream} {p.last_consumed or 'none'}" for p in progress)
     behind = [p.stream for p in progress if not p.consumed]
     waiting = f"waiting for {' and '.join(behind)}" if behind else f"every stream has consumed N={pin.number}"

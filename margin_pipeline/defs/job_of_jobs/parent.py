@@ -44,6 +44,7 @@ from margin_pipeline.streams.progress import stream_progress
 from margin_pipeline.streams.registry import CHILD_STREAMS
 from margin_pipeline.streams.shared.sla import PARENT_MAX_RUNTIME
 from margin_pipeline.streams.shared.stream import Stream
+from margin_pipeline.streams.shared.watermarks import every_watermark
 from margin_pipeline.substrate.versions import resolve_pin
 
 #: How often a parent step looks at its child's run record (one indexed SQLite or PostgreSQL read):
@@ -112,7 +113,8 @@ def pin_substrate(
             update={"substrate_version": pin.number, "full_rebuild": config.full_rebuild}
         )
         profiles[stream.name] = profile.model_dump()
-    progress = {s.name: stream_progress(store, s, pin) for s in CHILD_STREAMS}
+    watermarks = every_watermark(store)
+    progress = {s.name: stream_progress(store, s, pin, watermarks) for s in CHILD_STREAMS}
     for line in progress.values():
         context.log.info(line.describe())
     plan = ParentPin(context.run_id, pin.number, config.full_rebuild, profiles)

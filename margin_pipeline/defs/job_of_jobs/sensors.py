@@ -66,10 +66,10 @@ def newly_materialized(context: dg.SensorEvaluationContext, keys: list[dg.AssetK
     cursor moved past them: per asset, the storage id of its latest materialization."""
     seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     latest = {}
-    for key in keys:
-        records = context.instance.fetch_materializations(key, limit=1).records
-        if records:
-            latest[key.to_user_string()] = records[0].storage_id
+    for record in context.instance.get_asset_records(keys):  # one query for every key
+        last = record.asset_entry.last_materialization_record
+        if last is not None:
+            latest[record.asset_entry.asset_key.to_user_string()] = last.storage_id
     context.update_cursor(json.dumps({**seen, **latest}, sort_keys=True))
     return sorted(name for name, storage_id in latest.items() if storage_id > seen.get(name, -1))
 

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from margin_pipeline.store import TableSpec
 from margin_pipeline.store.base import DeltaStore, with_delete_flag
@@ -52,10 +51,22 @@ class Watermarks:
 
 
 def read_watermarks(store: DeltaStore, stream: str) -> Watermarks:
+    """``stream``'s watermarks (none when it never committed)."""
+    return every_watermark(store).get(stream) or Watermarks(stream, {}, None)
+
+
+def every_watermark(store: DeltaStore) -> dict[str, Watermarks]:
+    """The watermarks of every stream that has committed, from one read of the table: what a
+    status of several streams reads (the sensors ask for one every few seconds)."""
     if store.version(STREAM_WATERMARKS) is None:
-        return Watermarks(stream, {}, None)
-    rows = store.read_arrow(STREAM_WATERMARKS)
-    rows = rows.filter(pc.equal(rows.column("stream"), stream)).to_pylist()
+        return {}
+    by_stream: dict[str, list[dict]] = {}
+    for row in store.read_arrow(STREAM_WATERMARKS).to_pylist():
+        by_stream.setdefault(row["stream"], []).append(row)
+    return {stream: _watermarks(stream, rows) for stream, rows in by_stream.items()}
+
+
+def _watermarks(stream: str, rows: list[dict]) -> Watermarks:
     sources = [r for r in rows if not r["source"].startswith(OUTPUT_PREFIX) and r["version"] is not None]
     numbers = [r["substrate_version"] for r in sources if r["substrate_version"] is not None]
     return Watermarks(
