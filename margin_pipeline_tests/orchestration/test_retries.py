@@ -55,17 +55,8 @@ def settled_as_run_retries_act(instance: dg.DagsterInstance, run_id: str) -> str
 def test_a_retried_child_is_followed_to_its_retry() -> None:
     with dg.instance_for_test() as instance:
         failed = run(instance, fail=True)
-        instance.add_run_tags(failed, {WILL_RETRY_TAG: "true"})  # what run retries marks
-
-        def retry_later() -> None:  # the daemon launches the retry a little later
-            time.sleep(1.5)
-            retry = run(instance, fail=False)
-            instance.add_run_tags(failed, {AUTO_RETRY_RUN_TAG: retry})
-
-        launcher = threading.Thread(target=retry_later)
-        launcher.start()
-        settled = settled_run(instance, failed, poll=0.2)
-        launcher.join()
+        instance.add_run_tags(failed, {WILL_RETRY_TAG: "true"})  # the verdict is there before the retry
+        settled = settled_as_run_retries_act(instance, failed)
         assert settled != failed
         assert instance.get_run_by_id(settled).status == dg.DagsterRunStatus.SUCCESS
         assert instance.get_run_by_id(failed).tags[AUTO_RETRY_RUN_TAG] == settled
