@@ -357,7 +357,10 @@ def follow_chain(
 ) -> ChainOutcome:
     """Watch the chain the sensors drive until it is done, a run fails, or nothing moves for a while.
 
-    Only runs created after ``since`` count. A failed run that run retries may relaunch
+    The runs that count are those created after ``since`` and any run found in flight meanwhile,
+    whenever it was created: a sensor may have launched ingest for the files that landed just
+    before the command started, and while it moves them out of landing, before it records their
+    substrate version, the lake looks caught up. A failed run that run retries may relaunch
     (:func:`~margin_pipeline.orchestration.runs.may_be_retried`) is not the end: its retry is one
     of the runs. "Stalled" means no run is queued or running and no file is pending, yet some
     stream is behind (e.g. a sensor is stopped, or the parent for this N already failed and awaits
@@ -368,9 +371,14 @@ def follow_chain(
     idle_since: float | None = None
     last = ""
     looked_at: tuple[tuple[str, dg.DagsterRunStatus], ...] | None = None
+    in_flight = dg.RunsFilter(statuses=[s for s in dg.DagsterRunStatus if s not in FINISHED_STATUSES])
+    followed: set[str] = set()  # runs created before ``since``, found in flight
     while True:
         each_poll()
         runs = list(reversed(instance.get_runs(filters=dg.RunsFilter(created_after=_utc(since)))))
+        followed |= {r.run_id for r in instance.get_runs(filters=in_flight)} - {r.run_id for r in runs}
+        if followed:
+            runs = [*reversed(instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(followed)))), *runs]
         # Statuses come from the run records; event logs are read only once the outcome is known.
         failed = [
             r

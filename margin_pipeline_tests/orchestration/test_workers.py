@@ -1,16 +1,20 @@
 """Runs whose worker is gone are found on a real instance: by the pid their worker wrote, and, for a
 run left ``STARTING`` by a daemon that is gone, by when it was launched. Ended runs give their
-concurrency slots back once no process of theirs is alive."""
+concurrency slots back once no process of theirs is alive. A run in flight keeps
+``margin-pipeline run`` following the chain, whenever it was created."""
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from margin_pipeline.orchestration.drive import follow_chain
 from margin_pipeline.orchestration.workers import dead_runs, fail_dead_runs, free_slots_of_ended_runs
+from margin_pipeline.settings import DataRoot
 from margin_pipeline_tests.helpers import idle_job
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the check reads /proc (Linux)")
@@ -109,3 +113,27 @@ def test_an_ended_run_gives_its_slots_back_only_once_no_process_of_it_is_alive()
         assert free_slots_of_ended_runs(instance) == [gone]
         assert storage.get_concurrency_run_ids() == set()
         assert storage.get_concurrency_info("settlement").active_slot_count == 0
+
+
+def test_the_chain_is_not_done_while_a_run_started_before_the_command_is_in_flight(tmp_path: Path) -> None:
+    """``margin-pipeline run`` started just after a sensor launched ingest: while ingest has moved
+    the files out of landing and not yet recorded their substrate version, the lake looks caught up.
+    The command follows that run too, and ends only once it has (a CI once saw it end at once)."""
+    data_root = DataRoot(root=str(tmp_path / "root"))  # nothing landed, nothing ingested: caught up
+    with dg.instance_for_test() as instance:
+        before = run_at(instance, "PIPELINE_START", pid=os.getpid())
+        since = time.time()
+
+        def finish_later() -> None:
+            time.sleep(2.0)
+            instance.report_dagster_event(
+                dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name=idle_job.name), before
+            )
+
+        finisher = threading.Thread(target=finish_later)
+        finisher.start()
+        outcome = follow_chain(instance, data_root, since, on_progress=lambda _: None)
+        finisher.join()
+        assert outcome.done, outcome.message
+        assert instance.get_run_by_id(before).status == dg.DagsterRunStatus.SUCCESS
+        assert [r.run_id for r in outcome.runs] == [before]
